@@ -1,0 +1,34 @@
+"""`samp` command line: a thin dispatcher. Each area owns its sub-commands in its own ``cli`` module, which
+exposes ``register(subparsers)`` adding parsers whose ``func(args) -> int`` does the work."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# Modules that add sub-commands, in the order `samp --help` lists them.
+COMMAND_MODULES = (
+    "samp.eval.cli",      # samp eval, samp data prepare
+    "samp.lowrank.cli",   # samp lowrank calibrate|plan|apply
+    "samp.bench.cli",     # samp bench, samp dashboard
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="samp", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:  # TODO(lead): drop once every area landed
+            continue
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
