@@ -1,0 +1,161 @@
+"""`samp.compress`: validate once, run a method, return :class:`Compressed`."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from samp.methods.batch import Batch
+from samp.methods.counts import check_flavor, check_keep_ratio, keep_count
+from samp.methods.primitives import valid_mask, weighted_slots
+from samp.methods.registry import get
+from samp.methods.result import Compressed
+from samp.methods.stats import AttentionStats, attention_stats, pool_keys
+
+
+def compress(
+    features: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int],
+    *,
+    method: str = "samp",
+    keep_ratio: float = 0.6,
+    threshold: float = 0.85,
+    attention: torch.Tensor | AttentionStats | None = None,
+    keys: torch.Tensor | None = None,
+    frames_per_token: int = 2,
+    flavor: str = "samp",
+    seed: int = 0,
+) -> Compressed:
+    """Compress a padded batch of projected audio tokens.
+
+    features ``[B, N, C]`` (rows at or past ``lengths[b]`` are padding and never influence the result);
+    lengths ``[B]`` valid tokens per utterance (1 … N); attention: the last encoder layer's softmax probabilities
+    ``[B, H, P·N, P·N]`` (``P = frames_per_token``) or precomputed :class:`AttentionStats`; keys: that layer's key
+    states ``[B, H, P·N, d]`` (VisionZip). ``threshold`` is the cosine threshold of the merging methods, ``seed``
+    seeds ``random``. ``flavor="samp"`` is the clean algorithm; ``qwen2_audio | glm_asr | kimi_audio`` reproduce
+    the SA-MAP reference for that model, quirks included (those need the full attention map).
+    """
+    spec = get(method)
+    keep_ratio = check_keep_ratio(keep_ratio)
+    check_flavor(flavor)
+    if method == "base" and keep_ratio != 1.0:
+        raise ValueError(f"method 'base' keeps every token; pass keep_ratio=1.0 (got {keep_ratio})")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number (a cosine similarity); got {threshold!r}")
+    if isinstance(frames_per_token, bool) or not isinstance(frames_per_token, int) or frames_per_token < 1:
+        raise ValueError(f"frames_per_token must be a positive int; got {frames_per_token!r}")
+    features, lengths = _check_features(features, lengths)
+    batch_size, n, _ = features.shape
+    valid = valid_mask(lengths, n)
+    if spec.needs_attention and attention is None:
+        raise ValueError(f"method {method!r} needs the encoder's attention: pass attention= (a map or AttentionStats)")
+    if spec.needs_keys and keys is None and not (
+        isinstance(attention, AttentionStats) and attention.token_keys is not None
+    ):
+        raise ValueError(f"method {method!r} needs the last encoder layer's key states: pass keys=")
+    if isinstance(attention, torch.Tensor):
+        _check_map(attention, batch_size, n, frames_per_token, lengths)
+    if keys is not None:
+        _check_keys(keys, batch_size, n, frames_per_token)
+
+    if flavor != "samp":
+        if isinstance(attention, AttentionStats):
+            raise ValueError(
+                f"flavor={flavor!r} reproduces the reference from the full attention map; pass the "
+                "[B, H, P·N, P·N] probabilities, not AttentionStats"
+            )
+        from samp.methods.reference import compress_reference
+
+        return compress_reference(
+            features, lengths, method=method, keep_ratio=keep_ratio, threshold=float(threshold),
+            attention=attention, keys=keys, frames_per_token=frames_per_token, flavor=flavor,
+        )
+
+    stats = _stats(attention, keys, lengths, frames_per_token, batch_size, n, valid)
+    work = features.float().masked_fill(~valid[..., None], 0.0)
+    counts = torch.tensor([keep_count(int(length), keep_ratio) for length in lengths.tolist()],
+                          dtype=torch.long, device=features.device)
+    batch = Batch(features=work, lengths=lengths, counts=counts, threshold=float(threshold), seed=int(seed),
+                  stats=stats)
+    plan = spec.plan(batch)
+    kept = (plan.slots.amax(dim=1) + 1).clamp_min(0)
+    if not torch.equal(kept, counts):  # a method bug, never the caller's
+        raise AssertionError(f"method {method!r} kept {kept.tolist()} tokens instead of {counts.tolist()}")
+    out, weights = weighted_slots(work, plan.slots, plan.weights.float(), int(counts.max()))
+    return Compressed(features=out.to(features.dtype), lengths=counts, assignment=plan.slots, weights=weights)
+
+
+def _check_features(features, lengths) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(features, torch.Tensor):
+        raise ValueError(f"features must be a torch.Tensor [B, N, C]; got {type(features).__name__}")
+    if features.dim() != 3:
+        raise ValueError(f"features must be [B, N, C]; got shape {tuple(features.shape)}")
+    if not features.is_floating_point():
+        raise ValueError(f"features must be floating point; got {features.dtype}")
+    batch_size, n, channels = features.shape
+    if batch_size == 0 or n == 0 or channels == 0:
+        raise ValueError(f"features must be non-empty [B, N, C]; got shape {tuple(features.shape)}")
+    lengths = torch.as_tensor(lengths)
+    if lengths.dim() != 1 or lengths.shape[0] != batch_size:
+        raise ValueError(f"lengths must be [B] = [{batch_size}]; got shape {tuple(lengths.shape)}")
+    if lengths.is_floating_point() or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be integers; got {lengths.dtype}")
+    lengths = lengths.to(device=features.device, dtype=torch.long)
+    if bool(((lengths < 1) | (lengths > n)).any()):
+        raise ValueError(
+            f"lengths must be in 1..N={n} (an utterance needs at least one audio token); got {lengths.tolist()}"
+        )
+    valid = valid_mask(lengths, n)
+    finite = torch.isfinite(features).all(dim=-1) | ~valid
+    if not bool(finite.all()):
+        b, t = (int(i) for i in torch.nonzero(~finite)[0])
+        raise ValueError(f"features contain NaN or inf in a valid token (utterance {b}, token {t})")
+    return features, lengths
+
+
+def _check_map(attention: torch.Tensor, batch_size: int, n: int, p: int, lengths: torch.Tensor) -> None:
+    expected = (batch_size, p * n, p * n)
+    if attention.dim() != 4 or (attention.shape[0], attention.shape[2], attention.shape[3]) != expected:
+        raise ValueError(
+            f"attention must be [B, H, P·N, P·N] = [{batch_size}, H, {p * n}, {p * n}] for N={n}, "
+            f"frames_per_token={p}; got shape {tuple(attention.shape)}"
+        )
+    if not bool(torch.isfinite(attention).all()):
+        raise ValueError("attention contains NaN or inf")
+
+
+def _check_keys(keys: torch.Tensor, batch_size: int, n: int, p: int) -> None:
+    if keys.dim() != 4 or keys.shape[0] != batch_size or keys.shape[2] != p * n:
+        raise ValueError(
+            f"keys must be [B, H, P·N, d] = [{batch_size}, H, {p * n}, d]; got shape {tuple(keys.shape)}"
+        )
+    if not bool(torch.isfinite(keys).all()):
+        raise ValueError("keys contain NaN or inf")
+
+
+def _stats(attention, keys, lengths, p, batch_size, n, valid) -> AttentionStats | None:
+    if attention is None:
+        token_keys = pool_keys(keys, p) if keys is not None else None
+        zeros = torch.zeros(batch_size, n, device=lengths.device)
+        return AttentionStats(received_attention=zeros, self_attention=zeros, token_keys=token_keys)
+    if isinstance(attention, torch.Tensor):
+        stats = attention_stats(attention, lengths, p, keys)
+    elif isinstance(attention, AttentionStats):
+        stats = attention
+        for name in ("received_attention", "self_attention"):
+            value = getattr(stats, name)
+            if tuple(value.shape) != (batch_size, n):
+                raise ValueError(f"AttentionStats.{name} must be [B, N] = [{batch_size}, {n}]; got {tuple(value.shape)}")
+        if stats.token_keys is not None and tuple(stats.token_keys.shape[:2]) != (batch_size, n):
+            raise ValueError(f"AttentionStats.token_keys must be [B, N, d]; got {tuple(stats.token_keys.shape)}")
+        if keys is not None:
+            stats = AttentionStats(stats.received_attention, stats.self_attention, pool_keys(keys, p))
+    else:
+        raise ValueError(f"attention must be a tensor or AttentionStats; got {type(attention).__name__}")
+    received = stats.received_attention.float().to(valid.device).masked_fill(~valid, 0.0)
+    self_attention = stats.self_attention.float().to(valid.device).masked_fill(~valid, 0.0)
+    if not (bool(torch.isfinite(received).all()) and bool(torch.isfinite(self_attention).all())):
+        raise ValueError("attention statistics contain NaN or inf")
+    token_keys = stats.token_keys.float().to(valid.device) if stats.token_keys is not None else None
+    return AttentionStats(received_attention=received, self_attention=self_attention, token_keys=token_keys)

@@ -1,0 +1,133 @@
+"""Shared tensor primitives of the clean (``flavor="samp"``) methods.
+
+Every clean method decides, per input token, an output slot (``-1`` when pruned) and a non-negative weight;
+:func:`weighted_slots` turns that plan into features. So "each output token is the weighted mean of exactly the
+inputs assigned to it" holds by construction for every method.
+"""
+from __future__ import annotations
+
+import torch
+
+# Rows whose norm is below this are treated as zero vectors (cosine 0 with everything) instead of producing NaN.
+NORM_EPS = 1e-12
+# Smallest DPP residual used as a divisor: residuals of nearly collinear tokens round to <= 0 in float32.
+RESIDUAL_EPS = 1e-10
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm; zero rows stay zero."""
+    norms = x.norm(dim=-1, keepdim=True)
+    return x / norms.clamp_min(NORM_EPS)
+
+
+def adjacent_cosine(unit: torch.Tensor) -> torch.Tensor:
+    """``[B, N, C]`` unit rows → ``[B, N-1]`` cosine between each token and the next."""
+    return (unit[:, :-1] * unit[:, 1:]).sum(-1)
+
+
+def ranks_descending(scores: torch.Tensor) -> torch.Tensor:
+    """Rank of every entry along the last axis when sorted by decreasing score, ties broken by lower index first.
+
+    ``ranks < m`` then selects the top ``m`` per row, with a different ``m`` per row.
+    """
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(-1, order, torch.arange(scores.shape[-1], device=scores.device).expand_as(order))
+    return ranks
+
+
+def valid_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def group_ids(starts: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Contiguous groups from a ``[B, N]`` "token starts a new group" mask → group index per token (-1 padding)."""
+    ids = torch.cumsum(starts.long(), dim=1) - 1
+    return ids.masked_fill(~valid, -1)
+
+
+def segment_sum(values: torch.Tensor, ids: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Sum ``values [B, N, ...]`` into ``[B, num_segments, ...]`` by ``ids [B, N]``; entries with id -1 are dropped."""
+    batch, n = ids.shape
+    flat_ids = torch.where(ids >= 0, ids + num_segments * torch.arange(batch, device=ids.device)[:, None], -1)
+    keep = flat_ids.reshape(-1) >= 0
+    out = values.new_zeros((batch * num_segments,) + values.shape[2:])
+    out.index_add_(0, flat_ids.reshape(-1)[keep], values.reshape((batch * n,) + values.shape[2:])[keep])
+    return out.view((batch, num_segments) + values.shape[2:])
+
+
+def normalised_weights(ids: torch.Tensor, raw: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Weights that sum to one inside each segment; a segment whose raw weights are all zero is averaged evenly."""
+    raw = torch.where(ids >= 0, raw.clamp_min(0), torch.zeros_like(raw))
+    totals = segment_sum(raw, ids, num_segments)
+    counts = segment_sum((ids >= 0).to(raw.dtype), ids, num_segments)
+    gather_ids = ids.clamp_min(0)
+    member_total = totals.gather(1, gather_ids)
+    member_count = counts.gather(1, gather_ids)
+    even = (ids >= 0).to(raw.dtype) / member_count.clamp_min(1)
+    weights = torch.where(member_total > 0, raw / member_total.clamp_min(torch.finfo(raw.dtype).tiny), even)
+    return torch.where(ids >= 0, weights, torch.zeros_like(weights))
+
+
+def weighted_slots(
+    features: torch.Tensor, ids: torch.Tensor, raw_weights: torch.Tensor, num_segments: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean of the inputs of each segment. Returns ``(segment features [B, S, C], weights [B, N])``."""
+    weights = normalised_weights(ids, raw_weights, num_segments)
+    merged = segment_sum(features * weights[..., None], ids, num_segments)
+    return merged, weights
+
+
+def greedy_dpp(
+    unit: torch.Tensor,
+    valid: torch.Tensor,
+    counts: torch.Tensor,
+    relevance: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Greedy MAP of a DPP with kernel ``diag(ρ) · (U Uᵀ) · diag(ρ)`` (Chen et al. 2018), batched.
+
+    unit ``[B, M, C]`` unit rows of the candidates, valid ``[B, M]`` real candidates, counts ``[B]`` items to pick
+    (each at most the number of valid candidates), relevance ``[B, M]`` or None (ρ = 1).
+    Returns a ``[B, M]`` mask of exactly ``counts[b]`` distinct candidates per row.
+
+    Unlike the reference: the diagonal is set exactly (ρ², or 0 for a zero row) so round-off never decides a pick,
+    the residual divisor is floored so collinear candidates cannot produce NaN, and argmax ties go to the lowest
+    index; picks never exceed the candidates, so every pick is distinct.
+    """
+    batch, m, _ = unit.shape
+    if bool((counts > valid.sum(1)).any()):
+        raise ValueError("greedy_dpp asked for more items than there are candidates")
+    kernel = unit @ unit.transpose(1, 2)
+    nonzero = (unit.abs().amax(-1) > 0).to(unit.dtype)
+    diag = nonzero if relevance is None else relevance.square() * nonzero
+    if relevance is not None:
+        kernel = relevance[:, :, None] * kernel * relevance[:, None, :]
+    kernel.diagonal(dim1=1, dim2=2).copy_(diag)
+
+    steps = int(counts.max()) if counts.numel() else 0
+    residual = diag.masked_fill(~valid, float("-inf"))
+    basis = unit.new_zeros(batch, steps, m)
+    selected = torch.zeros(batch, m, dtype=torch.bool, device=unit.device)
+    rows = torch.arange(batch, device=unit.device)
+    for step in range(steps):
+        active = step < counts
+        pick = residual.argmax(dim=1)
+        picked_row = kernel[rows, pick]  # [B, M]
+        if step:
+            coeff = basis[rows, :step, pick]  # [B, step]
+            picked_row = picked_row - torch.bmm(coeff[:, None, :], basis[:, :step]).squeeze(1)
+        scale = residual[rows, pick].clamp_min(RESIDUAL_EPS).rsqrt()
+        direction = picked_row * scale[:, None]
+        basis[:, step] = direction
+        residual = residual - direction.square()
+        residual[rows, pick] = float("-inf")
+        selected[rows[active], pick[active]] = True
+    return selected
+
+
+def slots_from_groups(ids: torch.Tensor, keep_groups: torch.Tensor) -> torch.Tensor:
+    """Output slot of every token given its group id and a ``[B, M]`` mask of kept groups (kept order = slot order)."""
+    group_slot = torch.cumsum(keep_groups.long(), dim=1) - 1
+    group_slot = group_slot.masked_fill(~keep_groups, -1)
+    slots = group_slot.gather(1, ids.clamp_min(0))
+    return slots.masked_fill(ids < 0, -1)

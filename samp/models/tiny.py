@@ -1,0 +1,207 @@
+"""Tiny real-architecture speech LLMs for tests and benchmarks, built offline in milliseconds.
+
+Every builder instantiates the stock transformers classes from an explicit config (every field that changed default
+across versions is spelled out) and fills the weights with :func:`seeded_init_`: each parameter is drawn from a
+generator seeded with ``crc32`` of its canonical name, so the same model comes out on every transformers version in
+the tox matrix (4.x keeps the language model under ``language_model.model``, 5.10+ under ``model.language_model``;
+canonical names remove that difference). Weights are large (about 0.3 of unit scale per layer input) on purpose:
+with the default 0.02 init tiny models decode one repeated token and "identical output" tests prove nothing.
+
+    model, processor = tiny_qwen2_audio()          # Qwen2AudioForConditionalGeneration + Qwen2AudioProcessor
+    model, processor = tiny_glm_asr()              # GlmAsrForConditionalGeneration (transformers >= 5.0)
+
+The weight rule and the default Qwen2-Audio config are those of ``shared/golden/models`` (the SA-MAP parity goldens),
+so ``tiny_qwen2_audio()`` rebuilds the golden model bit for bit.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import torch
+from torch import nn
+
+WEIGHT_SCALE = 2.4  # ≈ 8·0.3: an input of unit-variance rows gives outputs of std ≈ 2.4/√3 after one layer
+
+QWEN2_AUDIO_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
+GLM_ASR_SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|pad|>", "<|user|>", "<|assistant|>", "<|system|>", "<|observation|>",
+    "<|begin_of_audio|>", "<|end_of_audio|>",
+)
+GLM_ASR_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'audio' %}<|begin_of_audio|><|pad|><|end_of_audio|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def canonical_name(name: str) -> str:
+    """Parameter name with the layout differences between transformers versions removed."""
+    if name.startswith("model."):
+        name = name[len("model."):]
+    if name.startswith("language_model.model."):
+        name = "language_model." + name[len("language_model.model."):]
+    if name.startswith("language_model.lm_head."):
+        name = name[len("language_model."):]
+    return name
+
+
+def seeded_init_(model: nn.Module, *, canonical=canonical_name) -> nn.Module:
+    """Fill every parameter deterministically from its canonical name (in place; returns ``model``).
+
+    ≥2-D: ``2.4·x/√fan_in``; 1-D norm weights: ``1 + 0.1·x``; other 1-D (biases): ``0.1·x``; ``x`` ~ N(0, 1) from a
+    generator seeded with ``crc32(canonical(name))``.
+    """
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            generator = torch.Generator().manual_seed(zlib.crc32(canonical(name).encode()))
+            x = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
+            module_name = name.rsplit(".", 1)[0]
+            if parameter.dim() >= 2:
+                value = WEIGHT_SCALE * x / math.sqrt(parameter.shape[-1])
+            elif name.endswith("weight") and ("norm" in name or "ln" in module_name.rsplit(".", 1)[-1]):
+                value = 1.0 + 0.1 * x
+            else:
+                value = 0.1 * x
+            parameter.copy_(value.to(parameter.dtype))
+    return model
+
+
+def tiny_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int = 256):
+    """Byte-level BPE without merges (256 byte symbols), special tokens from ``first_special_id`` on."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {symbol: index for index, symbol in enumerate(alphabet)}
+    if first_special_id < len(vocab):
+        raise ValueError(f"first_special_id={first_special_id} collides with the {len(vocab)} byte symbols")
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    for offset, token in enumerate(special_tokens):
+        # holes in the id range are how the real GLM ids (59261…) are reproduced; plain add_special_tokens
+        # would number the tokens consecutively, so pad the vocabulary with unused symbols first
+        while backend.get_vocab_size() < first_special_id + offset:
+            backend.add_tokens([f"<|unused_{backend.get_vocab_size()}|>"])
+        backend.add_special_tokens([token])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        model_input_names=["input_ids", "attention_mask"],
+        eos_token=special_tokens[0],
+        pad_token=special_tokens[0],
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def whisper_feature_extractor(chunk_seconds: int = 30):
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400, chunk_length=chunk_seconds,
+        padding_value=0.0, return_attention_mask=True,
+    )
+
+
+def tiny_qwen2_audio(*, chunk_seconds: int = 30, attn_implementation: str = "sdpa"):
+    """``(Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor)``: encoder d=96 (2 layers, 4 heads), LM hidden 128
+    (2 layers, 4/2 heads), vocab 320. ``chunk_seconds`` < 30 shortens the encoder window (faster tests)."""
+    from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor
+
+    tokenizer = tiny_tokenizer(QWEN2_AUDIO_SPECIAL_TOKENS)
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = Qwen2AudioConfig(
+        audio_config=dict(
+            model_type="qwen2_audio_encoder", d_model=96, encoder_layers=2, encoder_attention_heads=4,
+            encoder_ffn_dim=128, num_mel_bins=128, max_source_positions=chunk_seconds * 50, dropout=0.0,
+            attention_dropout=0.0, activation_dropout=0.0, activation_function="gelu", scale_embedding=False,
+            encoder_layerdrop=0.0,
+        ),
+        text_config=dict(
+            model_type="qwen2", vocab_size=320, hidden_size=128, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6,
+            rope_theta=10000.0, use_sliding_window=False, sliding_window=4096, max_window_layers=28,
+            hidden_act="silu", eos_token_id=eos, pad_token_id=eos, bos_token_id=eos, tie_word_embeddings=False,
+            attention_dropout=0.0,
+        ),
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+    model = Qwen2AudioForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
+    seeded_init_(model).eval()
+    _pin_generation_config(model, eos)
+    processor = Qwen2AudioProcessor(feature_extractor=whisper_feature_extractor(chunk_seconds), tokenizer=tokenizer)
+    return model, processor
+
+
+def tiny_glm_asr(*, chunk_seconds: int = 30, attn_implementation: str = "sdpa"):
+    """``(GlmAsrForConditionalGeneration, GlmAsrProcessor)`` (transformers ≥ 5.0): RoPE encoder d=32 (2 layers, 4 heads,
+    4× reshape merge), Llama LM hidden 128 (2 layers, 4/2 heads), vocab 320."""
+    import transformers
+
+    if not hasattr(transformers, "GlmAsrForConditionalGeneration"):
+        raise RuntimeError(
+            f"transformers {transformers.__version__} has no GlmAsrForConditionalGeneration (native GLM-ASR needs >= 5.0)"
+        )
+    from transformers import GlmAsrConfig, GlmAsrForConditionalGeneration, GlmAsrProcessor
+
+    if (chunk_seconds * 50) % 4:
+        raise ValueError(f"GLM-ASR merges 4 frames per token: chunk_seconds*50 must divide by 4, got {chunk_seconds}")
+    tokenizer = tiny_tokenizer(GLM_ASR_SPECIAL_TOKENS)
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    text = dict(
+        model_type="llama", vocab_size=320, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-5,
+        hidden_act="silu", eos_token_id=eos, pad_token_id=eos, bos_token_id=eos, tie_word_embeddings=False,
+        attention_bias=False, mlp_bias=False, rope_theta=10000.0,
+    )
+    audio = dict(
+        model_type="glmasr_encoder", hidden_size=32, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=chunk_seconds * 50, num_mel_bins=128,
+        hidden_act="gelu", attention_dropout=0.0, partial_rotary_factor=0.5, rope_theta=10000.0,
+    )
+    config = GlmAsrConfig(
+        audio_config=audio, text_config=text, audio_token_id=tokenizer.convert_tokens_to_ids("<|pad|>"),
+        tie_word_embeddings=False, projector_hidden_act="gelu",
+    )
+    model = GlmAsrForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
+    seeded_init_(model).eval()
+    _pin_generation_config(model, eos)
+    processor = GlmAsrProcessor(
+        feature_extractor=whisper_feature_extractor(chunk_seconds), tokenizer=tokenizer,
+        chat_template=GLM_ASR_CHAT_TEMPLATE,
+    )
+    return model, processor
+
+
+def speechlike_waveform(seconds: float, seed: int, sampling_rate: int = 16000) -> np.ndarray:
+    """A deterministic voiced/unvoiced test signal (harmonic stacks with gliding pitch, noise bursts, pauses)."""
+    rng = np.random.default_rng(seed)
+    total = int(round(seconds * sampling_rate))
+    out = np.zeros(total, dtype=np.float64)
+    position = 0
+    while position < total:
+        kind = rng.choice(["voiced", "fricative", "pause"], p=[0.6, 0.25, 0.15])
+        length = min(int(rng.uniform(0.06, 0.25) * sampling_rate), total - position)
+        t = np.arange(length) / sampling_rate
+        if kind == "voiced":
+            f0 = np.linspace(rng.uniform(90, 240), rng.uniform(90, 240), length)
+            phase = 2 * np.pi * np.cumsum(f0) / sampling_rate
+            segment = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.3
+        elif kind == "fricative":
+            segment = rng.normal(0, 0.1, length) * np.sin(np.pi * t / max(t[-1], 1e-9)) if length else np.zeros(0)
+        else:
+            segment = np.zeros(length)
+        out[position:position + length] = segment
+        position += length
+    out += rng.normal(0, 0.003, total)
+    return out.astype(np.float32)
+
+
+def _pin_generation_config(model, eos_token_id: int) -> None:
+    model.generation_config.eos_token_id = eos_token_id
+    model.generation_config.pad_token_id = eos_token_id
+    model.generation_config.bos_token_id = eos_token_id
