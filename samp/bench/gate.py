@@ -122,3 +122,42 @@ def format_movements(movements: Sequence[Movement], *, show_unchanged: bool = Fa
     lines.append(", ".join(f"{count} {verdict}" for verdict, count in summary.items() if count)
                  + ("" if show_unchanged or not unchanged else " (unchanged rows not shown)"))
     return "\n".join(lines)
+
+
+def load_reference(path) -> BudgetTable | list[Observation]:
+    """What ``--samp-compare`` accepts: a budget TOML file or a directory of them, a records/history JSONL, or a
+    pytest-benchmark JSON (``--benchmark-json`` / ``--benchmark-save``) whose benchmarks carry samp records in
+    ``extra_info["samp_record"]``."""
+    import json
+    from pathlib import Path
+
+    from samp.bench.budgets import load_budgets
+    from samp.bench.observations import observation_from_record, read_observations
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"--samp-compare reference not found: {path}")
+    if path.is_dir() or path.suffix == ".toml":
+        return load_budgets(path)
+    if path.suffix == ".jsonl":
+        return read_observations(path)
+    if path.suffix == ".json":
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not a pytest-benchmark JSON file ({error.msg})") from error
+        if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
+            raise ValueError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+        records = [bench.get("extra_info", {}).get("samp_record") for bench in document["benchmarks"]]
+        return [observation_from_record(record) for record in records if record is not None]
+    raise ValueError(f"--samp-compare {path}: expected a .toml budget file or directory, a .jsonl records file or a "
+                     f"pytest-benchmark .json file")
+
+
+def compare(current: Iterable[Observation], reference: BudgetTable | list[Observation],
+            tolerance: float) -> list[Movement]:
+    """Dispatch on what :func:`load_reference` returned; ``tolerance`` applies to saved runs only (budgets carry
+    their own bands)."""
+    if isinstance(reference, BudgetTable):
+        return compare_to_budgets(current, reference)
+    return compare_to_run(current, reference, tolerance)
