@@ -10,8 +10,8 @@ import torch
 
 # Rows whose norm is below this are treated as zero vectors (cosine 0 with everything) instead of producing NaN.
 NORM_EPS = 1e-12
-# Smallest DPP residual used as a divisor: residuals of nearly collinear tokens round to <= 0 in float32.
-RESIDUAL_EPS = 1e-10
+# A DPP candidate whose residual falls below this share of its kernel diagonal counts as spanned by the picks.
+EXHAUSTED_SHARE = 1e-5
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +91,9 @@ def greedy_dpp(
     Returns a ``[B, M]`` mask of exactly ``counts[b]`` distinct candidates per row.
 
     Unlike the reference: the diagonal is set exactly (ρ², or 0 for a zero row) so round-off never decides a pick,
-    the residual divisor is floored so collinear candidates cannot produce NaN, and argmax ties go to the lowest
-    index; picks never exceed the candidates, so every pick is distinct.
+    a candidate already spanned by the picks adds no direction (so collinear candidates cannot
+    produce NaN or blow up), and argmax ties go to the lowest index — spanned candidates are then taken in index
+    order; picks never exceed the candidates, so every pick is distinct.
     """
     batch, m, _ = unit.shape
     if bool((counts > valid.sum(1)).any()):
@@ -105,22 +106,28 @@ def greedy_dpp(
     kernel.diagonal(dim1=1, dim2=2).copy_(diag)
 
     steps = int(counts.max()) if counts.numel() else 0
-    residual = diag.masked_fill(~valid, float("-inf"))
+    residual = diag.clone()
+    # Below this share of its own relevance a candidate adds no new direction: the picked set already spans it
+    # (float32 round-off leaves residuals of ±1e-7 there, and dividing by them blows the basis up).
+    spanned = diag * EXHAUSTED_SHARE
+    available = valid.clone()
     basis = unit.new_zeros(batch, steps, m)
     selected = torch.zeros(batch, m, dtype=torch.bool, device=unit.device)
     rows = torch.arange(batch, device=unit.device)
     for step in range(steps):
         active = step < counts
-        pick = residual.argmax(dim=1)
+        gain = torch.where(residual > spanned, residual, torch.zeros_like(residual))
+        pick = gain.masked_fill(~available, float("-inf")).argmax(dim=1)
         picked_row = kernel[rows, pick]  # [B, M]
         if step:
             coeff = basis[rows, :step, pick]  # [B, step]
             picked_row = picked_row - torch.bmm(coeff[:, None, :], basis[:, :step]).squeeze(1)
-        scale = residual[rows, pick].clamp_min(RESIDUAL_EPS).rsqrt()
-        direction = picked_row * scale[:, None]
+        picked_gain = gain[rows, pick]
+        direction = picked_row * picked_gain.clamp_min(torch.finfo(unit.dtype).tiny).rsqrt()[:, None]
+        direction = torch.where((picked_gain > 0)[:, None], direction, torch.zeros_like(direction))
         basis[:, step] = direction
         residual = residual - direction.square()
-        residual[rows, pick] = float("-inf")
+        available[rows, pick] = False
         selected[rows[active], pick[active]] = True
     return selected
 
