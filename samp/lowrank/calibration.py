@@ -1,0 +1,195 @@
+"""Streaming float64 statistics of every encoder linear layer's outputs over a calibration set.
+
+Only ``count``, ``Σy`` and ``Σyyᵀ`` are kept per layer, so memory does not grow with the calibration set (LiteASR
+concatenates every activation before its SVD; LITEALLM streams, as here).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from samp.lowrank.layers import ROLES, EncoderLinear, find_encoder_linears
+
+STATS_FORMAT = "samp.lowrank.stats/1"
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Output statistics of one linear layer: ``count`` rows, ``output_sum`` = Σy, ``output_outer_sum`` = Σyyᵀ."""
+
+    layer: EncoderLinear
+    count: int
+    output_sum: torch.Tensor
+    output_outer_sum: torch.Tensor
+
+    def __post_init__(self):
+        width = self.layer.out_features
+        if self.count <= 0:
+            raise ValueError(f"{self.layer.name}: statistics over {self.count} rows; need at least one")
+        if tuple(self.output_sum.shape) != (width,) or tuple(self.output_outer_sum.shape) != (width, width):
+            raise ValueError(
+                f"{self.layer.name}: statistics shapes {tuple(self.output_sum.shape)} and "
+                f"{tuple(self.output_outer_sum.shape)} do not match out_features={width}"
+            )
+        if self.output_sum.dtype != torch.float64 or self.output_outer_sum.dtype != torch.float64:
+            raise ValueError(f"{self.layer.name}: statistics must be float64")
+        if not (torch.isfinite(self.output_sum).all() and torch.isfinite(self.output_outer_sum).all()):
+            raise ValueError(f"{self.layer.name}: statistics contain NaN or infinity")
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    def mean(self) -> torch.Tensor:
+        return self.output_sum / self.count
+
+    def covariance(self) -> torch.Tensor:
+        """Population covariance of the outputs (float64, symmetric)."""
+        mean = self.mean()
+        covariance = self.output_outer_sum / self.count - torch.outer(mean, mean)
+        return (covariance + covariance.T) / 2
+
+
+@dataclass(frozen=True)
+class CalibrationStats:
+    """Statistics of every linear layer of one encoder, in module order."""
+
+    encoder_class: str
+    layers: tuple[LayerStats, ...]
+
+    def __post_init__(self):
+        if not self.layers:
+            raise ValueError("calibration statistics hold no layers")
+        names = [stats.name for stats in self.layers]
+        if len(set(names)) != len(names):
+            raise ValueError("calibration statistics name a layer twice")
+
+    def layer(self, name: str) -> LayerStats:
+        for stats in self.layers:
+            if stats.name == name:
+                return stats
+        raise KeyError(f"no calibration statistics for layer {name!r}")
+
+    def save(self, path: str | Path) -> None:
+        """One safetensors file; the layer descriptions go in its metadata."""
+        from safetensors.torch import save_file
+
+        tensors = {}
+        described = []
+        for index, stats in enumerate(self.layers):
+            tensors[f"{index}.sum"] = stats.output_sum.contiguous().cpu()
+            tensors[f"{index}.outer_sum"] = stats.output_outer_sum.contiguous().cpu()
+            described.append({**stats.layer.__dict__, "count": stats.count})
+        metadata = {
+            "format": STATS_FORMAT,
+            "encoder_class": self.encoder_class,
+            "layers": json.dumps(described),
+        }
+        save_file(tensors, str(path), metadata=metadata)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CalibrationStats":
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"calibration statistics file {path} does not exist")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                if metadata.get("format") != STATS_FORMAT:
+                    raise ValueError(f"{path} is not a samp calibration statistics file (format {metadata.get('format')!r})")
+                described = json.loads(metadata["layers"])
+                layers = []
+                for index, row in enumerate(described):
+                    count = row.pop("count")
+                    if row.get("role") not in ROLES:
+                        raise ValueError(f"{path}: layer {index} has unknown role {row.get('role')!r}")
+                    layers.append(
+                        LayerStats(
+                            layer=EncoderLinear(**row),
+                            count=int(count),
+                            output_sum=handle.get_tensor(f"{index}.sum"),
+                            output_outer_sum=handle.get_tensor(f"{index}.outer_sum"),
+                        )
+                    )
+        except (SafetensorError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: corrupt calibration statistics file ({error})") from error
+        return cls(encoder_class=metadata["encoder_class"], layers=tuple(layers))
+
+
+class StatsAccumulator:
+    """Streams one layer's outputs into float64 ``count``, ``Σy`` and ``Σyyᵀ`` (rows = every leading index)."""
+
+    def __init__(self, layer: EncoderLinear):
+        self.layer = layer
+        self.count = 0
+        self.output_sum = None
+        self.output_outer_sum = None
+
+    def update(self, outputs: torch.Tensor) -> None:
+        if outputs.shape[-1] != self.layer.out_features:
+            raise ValueError(f"{self.layer.name}: outputs of width {outputs.shape[-1]}, expected {self.layer.out_features}")
+        rows = outputs.detach().reshape(-1, outputs.shape[-1]).to(torch.float64)
+        if not torch.isfinite(rows).all():
+            raise ValueError(f"non-finite activations (NaN or infinity) at the output of layer {self.layer.name}")
+        if self.output_sum is None:
+            self.output_sum = torch.zeros(rows.shape[-1], dtype=torch.float64, device=rows.device)
+            self.output_outer_sum = torch.zeros(rows.shape[-1], rows.shape[-1], dtype=torch.float64, device=rows.device)
+        self.count += rows.shape[0]
+        self.output_sum += rows.sum(0)
+        self.output_outer_sum += rows.T @ rows
+
+    def hook(self, module, inputs, output):
+        self.update(output)
+        return None  # a forward hook that returns a value would replace the layer's output
+
+    def result(self) -> LayerStats:
+        if self.count == 0:
+            raise ValueError(f"layer {self.layer.name} never ran during calibration (is it used by forward?)")
+        return LayerStats(self.layer, self.count, self.output_sum.cpu(), self.output_outer_sum.cpu())
+
+
+def _run(encoder: nn.Module, batch) -> None:
+    if isinstance(batch, torch.Tensor):
+        encoder(batch)
+    elif isinstance(batch, Mapping):
+        encoder(**batch)
+    else:
+        raise ValueError(f"calibration batch must be a tensor of input features or a mapping of keyword inputs, got {type(batch).__name__}")
+
+
+def calibrate(encoder: nn.Module, batches: Iterable, *, progress: bool = True) -> CalibrationStats:
+    """Run ``encoder`` over ``batches`` (its input features, or dicts of keyword inputs) and collect statistics.
+
+    The encoder runs in eval mode under ``torch.no_grad``; its training flag is restored afterwards.
+    """
+    layers = find_encoder_linears(encoder)
+    accumulators = [StatsAccumulator(layer) for layer in layers]
+    handles = [encoder.get_submodule(acc.layer.name).register_forward_hook(acc.hook) for acc in accumulators]
+    was_training = encoder.training
+    encoder.eval()
+    seen = 0
+    try:
+        with torch.no_grad():
+            for batch in tqdm(batches, desc="calibrating", unit="batch", disable=not progress):
+                if isinstance(batch, torch.Tensor) and batch.numel() == 0:
+                    raise ValueError(f"calibration batch {seen} is empty")
+                _run(encoder, batch)
+                seen += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+        encoder.train(was_training)
+    if seen == 0:
+        raise ValueError("empty calibration set: no batches were given")
+    return CalibrationStats(
+        encoder_class=f"{type(encoder).__module__}.{type(encoder).__qualname__}",
+        layers=tuple(acc.result() for acc in accumulators),
+    )
