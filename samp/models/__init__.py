@@ -1,0 +1,12 @@
+"""Model adapters: compress audio tokens inside real speech LLMs built from stock transformers classes.
+
+    model, processor = samp.models.load("path/to/checkpoint")
+    adapter = samp.models.adapter_for(model, processor)
+    result = adapter.generate([waveform], "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe:", method="samp",
+                              keep_ratio=0.6, max_new_tokens=64, do_sample=False)
+    result.texts, result.audio_tokens, result.timings
+"""
+from samp.models.base import Adapter, AudioTokens, GenerationResult, PromptInputs, Timings
+from samp.models.registry import adapter_for, load
+
+__all__ = ["Adapter", "AudioTokens", "GenerationResult", "PromptInputs", "Timings", "adapter_for", "load"]

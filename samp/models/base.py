@@ -1,0 +1,326 @@
+"""What every model adapter shares: input checks, compression at prefill, the prompt with K placeholders, and
+generation through a prefill-embedding override that works on every transformers version.
+
+An adapter subclass only knows its model family: how to turn waveforms into projected audio tokens (``encode``),
+which token is the audio placeholder, and how many encoder frames make one token. Everything else is here.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from samp.attention import LastLayerAttention
+
+REFERENCE_FLAVORS = ("qwen2_audio", "glm_asr", "kimi")
+
+
+@dataclass(frozen=True)
+class AudioTokens:
+    """Projected audio tokens of a batch, and what compression methods may need from the encoder.
+
+    features:  ``[B, N, C]`` tokens in the LM's embedding space; rows at or past ``lengths[b]`` are padding.
+    lengths:   ``[B]`` valid token count per utterance.
+    attention: the last encoder layer (frame resolution), or None when it was not captured.
+    frames_per_token: encoder frames pooled or stacked into one token.
+    """
+
+    features: torch.Tensor
+    lengths: torch.Tensor
+    attention: LastLayerAttention | None
+    frames_per_token: int
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent in each stage of :meth:`Adapter.generate` (prefill = the first LM forward)."""
+
+    encode: float
+    compress: float
+    prefill: float
+    decode: float
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """sequences: ``[B, T]`` new token ids (finished rows padded with the pad id, as ``generate`` returns them);
+    texts: decoded new tokens without special tokens; audio_tokens: ``(before, after)`` compression per utterance."""
+
+    sequences: torch.Tensor
+    texts: list[str]
+    audio_tokens: list[tuple[int, int]]
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class PromptInputs:
+    """A left-padded prompt batch: ``input_ids``/``attention_mask`` ``[B, L]`` and ``audio_rows`` ``[B, L]`` (True where
+    an audio embedding replaces the token embedding at prefill)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    audio_rows: torch.Tensor
+
+
+def submodule(model: nn.Module, name: str) -> nn.Module:
+    """``model.model.<name>`` (transformers 5.10+ layout) or ``model.<name>`` (older)."""
+    inner = getattr(model, "model", None)
+    if inner is not None and isinstance(getattr(inner, name, None), nn.Module):
+        return getattr(inner, name)
+    found = getattr(model, name, None)
+    if not isinstance(found, nn.Module):
+        raise ValueError(f"{type(model).__name__} has no sub-module {name!r}")
+    return found
+
+
+def check_waveforms(audios: Sequence[Any], sampling_rate: int, expected_rate: int, max_seconds: float | None) -> list[np.ndarray]:
+    """Validate a batch of 1-D waveforms and return them as float32 numpy arrays."""
+    if isinstance(audios, (np.ndarray, torch.Tensor)) or not isinstance(audios, Sequence) or len(audios) == 0:
+        raise ValueError("audios must be a non-empty list of 1-D waveforms (one per utterance)")
+    if sampling_rate != expected_rate:
+        raise ValueError(f"sampling_rate={sampling_rate}, but this model takes {expected_rate} Hz audio; resample first")
+    out = []
+    for index, audio in enumerate(audios):
+        array = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+        if array.ndim != 1:
+            raise ValueError(f"audios[{index}] must be a 1-D waveform; got shape {array.shape}")
+        if array.size == 0:
+            raise ValueError(f"audios[{index}] is empty")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"audios[{index}] must hold floats in [-1, 1]; got dtype {array.dtype}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"audios[{index}] contains NaN or infinite samples")
+        if max_seconds is not None and array.size > max_seconds * expected_rate:
+            raise ValueError(
+                f"audios[{index}] lasts {array.size / expected_rate:.2f} s; this model accepts at most {max_seconds:g} s"
+            )
+        out.append(array.astype(np.float32, copy=False))
+    return out
+
+
+class prefill_embedding_override:
+    """Within the block, the input-embedding module returns ``embeddings`` at ``rows`` when (and only when) it is called
+    with exactly ``input_ids`` — the prefill step of ``generate``; decode steps are untouched. The hook is removed on
+    exit, and leaving the block without it having fired is an error (the audio would have been silently dropped)."""
+
+    def __init__(self, embedding: nn.Module, input_ids: torch.Tensor, rows: torch.Tensor, embeddings: torch.Tensor):
+        self.embedding, self.input_ids, self.rows, self.embeddings = embedding, input_ids, rows, embeddings
+        self.fired = 0
+        self._handle = None
+
+    def _hook(self, module, args, output):
+        ids = args[0] if args else None
+        if ids is None or ids.shape != self.input_ids.shape or not torch.equal(ids, self.input_ids.to(ids.device)):
+            return None
+        self.fired += 1
+        rows = self.rows.to(output.device).unsqueeze(-1)
+        return torch.where(rows, self.embeddings.to(device=output.device, dtype=output.dtype), output)
+
+    def __enter__(self):
+        self._handle = self.embedding.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._handle.remove()
+        if exc_type is None and not self.fired:
+            raise RuntimeError("the prefill embedding override never fired: generate did not embed the prompt ids")
+
+
+class _PrefillClock:
+    """Marks when the model's first forward (the prefill) returns."""
+
+    def __init__(self, module: nn.Module):
+        self.module, self.prefill_done = module, None
+
+    def _hook(self, module, args, kwargs, output):
+        if self.prefill_done is None:
+            self.prefill_done = time.perf_counter()
+
+    def __enter__(self):
+        self._handle = self.module.register_forward_hook(self._hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+
+
+class Adapter:
+    """Base class; subclasses set the class attributes and implement :meth:`encode`."""
+
+    family: str = ""
+    placeholder: str = ""          # the prompt's single audio placeholder token
+    frames_per_token: int = 1
+    reference_flavor: str = ""     # the samp.compress flavour that reproduces the SA-MAP reference for this family
+    sampling_rate: int = 16000
+    max_seconds: float | None = 30.0
+
+    def __init__(self, model: nn.Module, processor: Any):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+
+    # -- family-specific -------------------------------------------------------------------------------------------
+    def encode(self, audios: Sequence[Any], *, sampling_rate: int = 16000, attention: bool = False) -> AudioTokens:
+        raise NotImplementedError
+
+    @property
+    def placeholder_id(self) -> int:
+        token_id = self.tokenizer.convert_tokens_to_ids(self.placeholder)
+        if token_id is None or token_id == getattr(self.tokenizer, "unk_token_id", None):
+            raise ValueError(f"the tokenizer has no {self.placeholder!r} token")
+        return token_id
+
+    def check_prompt(self, prompt: str) -> None:
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a string; got {type(prompt).__name__}")
+        count = prompt.count(self.placeholder)
+        if count != 1:
+            raise ValueError(
+                f"prompt must contain exactly one {self.placeholder!r} audio placeholder; found {count}"
+            )
+
+    # -- shared ----------------------------------------------------------------------------------------------------
+    def build_inputs(self, prompt: str, counts: Sequence[int]) -> PromptInputs:
+        """Tokenise ``prompt`` once, expand its placeholder to ``counts[b]`` copies and left-pad the batch."""
+        self.check_prompt(prompt)
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        placeholder = self.placeholder_id
+        if ids.count(placeholder) != 1:
+            raise ValueError(f"the prompt tokenises to {ids.count(placeholder)} placeholder ids, expected 1")
+        at = ids.index(placeholder)
+        rows = [ids[:at] + [placeholder] * int(k) + ids[at + 1:] for k in counts]
+        width = max(len(r) for r in rows)
+        pad = self.pad_token_id
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        audio_rows = torch.zeros((len(rows), width), dtype=torch.bool)
+        for b, (row, k) in enumerate(zip(rows, counts)):
+            start = width - len(row)
+            input_ids[b, start:] = torch.tensor(row)
+            attention_mask[b, start:] = 1
+            audio_rows[b, start + at:start + at + int(k)] = True
+        return PromptInputs(input_ids=input_ids, attention_mask=attention_mask, audio_rows=audio_rows)
+
+    @property
+    def pad_token_id(self) -> int:
+        for source in (self.model.generation_config, self.tokenizer):
+            pad = getattr(source, "pad_token_id", None)
+            if pad is not None:
+                return int(pad)
+        eos = self.model.generation_config.eos_token_id
+        return int(eos[0] if isinstance(eos, (list, tuple)) else eos)
+
+    def compress(self, tokens: AudioTokens, *, method: str, keep_ratio: float, threshold: float, flavor: str, seed: int):
+        import samp
+
+        kwargs = dict(method=method, keep_ratio=keep_ratio, threshold=threshold,
+                      frames_per_token=tokens.frames_per_token, flavor=flavor, seed=seed)
+        captured = tokens.attention
+        if captured is not None:
+            spec = samp.methods.get(method)
+            if flavor == "samp":
+                kwargs["attention"] = captured.stats(tokens.lengths, tokens.frames_per_token, with_keys=spec.needs_keys)
+            else:
+                kwargs["attention"] = captured.probabilities
+                kwargs["keys"] = captured.keys if spec.needs_keys else None
+        return samp.compress(tokens.features, tokens.lengths, **kwargs)
+
+    def check_flavor(self, flavor: str) -> None:
+        if flavor != "samp" and flavor != self.reference_flavor:
+            raise ValueError(
+                f"flavor {flavor!r} does not apply to {self.family}; use 'samp' or {self.reference_flavor!r}"
+            )
+
+    def generate(
+        self,
+        audios: Sequence[Any],
+        prompt: str,
+        *,
+        method: str = "samp",
+        keep_ratio: float = 0.6,
+        threshold: float = 0.85,
+        flavor: str = "samp",
+        sampling_rate: int = 16000,
+        seed: int = 0,
+        **generate_kwargs,
+    ) -> GenerationResult:
+        """Encode once, compress, prompt with one placeholder per kept token, and generate (greedy unless told)."""
+        import samp
+
+        self.check_prompt(prompt)
+        self.check_flavor(flavor)
+        spec = samp.methods.get(method)
+        started = time.perf_counter()
+        tokens = self.encode(audios, sampling_rate=sampling_rate, attention=spec.needs_attention)
+        encoded = time.perf_counter()
+        compressed = self.compress(tokens, method=method, keep_ratio=keep_ratio, threshold=threshold,
+                                   flavor=flavor, seed=seed)
+        counts = [int(k) for k in compressed.lengths.tolist()]
+        inputs = self.build_inputs(prompt, counts)
+        rows = self._scatter_rows(inputs, compressed.features, counts)
+        compressed_at = time.perf_counter()
+        sequences, prefill_done = self._generate_with_rows(inputs, rows, generate_kwargs)
+        finished = time.perf_counter()
+        texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        before = [int(n) for n in tokens.lengths.tolist()]
+        return GenerationResult(
+            sequences=sequences,
+            texts=texts,
+            audio_tokens=list(zip(before, counts)),
+            timings=Timings(
+                encode=encoded - started,
+                compress=compressed_at - encoded,
+                prefill=(prefill_done or finished) - compressed_at,
+                decode=finished - (prefill_done or finished),
+            ),
+        )
+
+    def _scatter_rows(self, inputs: PromptInputs, features: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+        """``[B, L, C]`` prompt-aligned rows: the kept audio tokens at the placeholder positions, zeros elsewhere."""
+        embedding = self.model.get_input_embeddings()
+        batch, width = inputs.input_ids.shape
+        rows = torch.zeros(batch, width, features.shape[-1], dtype=features.dtype, device=features.device)
+        for b, k in enumerate(counts):
+            rows[b, inputs.audio_rows[b].to(features.device)] = features[b, :k]
+        return rows.to(embedding.weight.dtype)
+
+    def _generate_with_rows(self, inputs: PromptInputs, rows: torch.Tensor, generate_kwargs: dict):
+        device = self.model.get_input_embeddings().weight.device
+        input_ids = inputs.input_ids.to(device)
+        attention_mask = inputs.attention_mask.to(device)
+        with torch.no_grad(), prefill_embedding_override(
+            self.model.get_input_embeddings(), input_ids, inputs.audio_rows.to(device), rows.to(device)
+        ), _PrefillClock(self.model) as clock:
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
+        sequences = output.sequences if hasattr(output, "sequences") else output
+        return sequences[:, input_ids.shape[1]:].cpu(), clock.prefill_done
+
+
+def modeling_module(model: nn.Module):
+    """The ``modeling_*`` module that defines ``model``'s class."""
+    return sys.modules[type(model).__module__]
+
+
+def bidirectional_encoder_mask(model: nn.Module, tower: nn.Module, valid_frames: torch.Tensor, frames: int,
+                               dtype: torch.dtype) -> torch.Tensor:
+    """The key-padding mask a stock forward builds for a Whisper-style encoder (``valid_frames`` ``[B]``), on every
+    transformers version: 5.x ``create_bidirectional_mask`` (bool for SDPA, additive float for eager), 4.x a float
+    ``[B, 1, F, F]`` mask with ``-inf`` on padded keys."""
+    batch = valid_frames.shape[0]
+    padded = torch.arange(frames, device=valid_frames.device)[None, :].expand(batch, frames) >= valid_frames[:, None]
+    module = modeling_module(model)
+    create = getattr(module, "create_bidirectional_mask", None)
+    if create is not None:
+        keyword = "inputs_embeds" if "inputs_embeds" in inspect.signature(create).parameters else "input_embeds"
+        dummy = torch.zeros(batch, frames, 1, dtype=dtype, device=valid_frames.device)
+        return create(config=tower.config, attention_mask=(~padded).long(), **{keyword: dummy})
+    mask = padded.view(batch, 1, 1, frames).expand(batch, 1, frames, frames)
+    additive = mask.to(dtype).clone()
+    additive[mask] = float("-inf")
+    return additive

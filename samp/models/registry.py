@@ -1,0 +1,70 @@
+"""Which adapter serves which model class, and loading a checkpoint directory."""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import transformers
+from torch import nn
+
+from samp.models.base import Adapter
+
+# model class name → "module:AdapterClass"; imported lazily so a family missing from the installed
+# transformers never breaks the others
+_ADAPTERS = {
+    "Qwen2AudioForConditionalGeneration": "samp.models.qwen2_audio:Qwen2AudioAdapter",
+    "GlmAsrForConditionalGeneration": "samp.models.glm_asr:GlmAsrAdapter",
+    "KimiAudioLite": "samp.models.kimi:KimiAudioAdapter",
+    "VoxtralForConditionalGeneration": "samp.models.voxtral:VoxtralAdapter",
+    "AudioFlamingo3ForConditionalGeneration": "samp.models.audioflamingo3:AudioFlamingo3Adapter",
+}
+
+
+def supported_model_classes() -> tuple[str, ...]:
+    return tuple(_ADAPTERS)
+
+
+def adapter_for(model: nn.Module, processor: Any) -> Adapter:
+    """The adapter for ``model``'s class (exact class or a subclass of a supported one)."""
+    for cls in type(model).__mro__:
+        target = _ADAPTERS.get(cls.__name__)
+        if target is not None:
+            module_name, class_name = target.split(":")
+            return getattr(importlib.import_module(module_name), class_name)(model, processor)
+    raise ValueError(
+        f"no samp adapter for {type(model).__name__} (transformers {transformers.__version__}); "
+        f"supported: {', '.join(_ADAPTERS)}"
+    )
+
+
+def load(model_dir: str | Path, *, dtype=None, device: str | None = None, attn_implementation: str = "sdpa"):
+    """``(model, processor)`` from a local checkpoint directory, with the stock classes (no remote code)."""
+    model_dir = Path(model_dir)
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{model_dir} has no config.json: not a model checkpoint directory")
+    try:
+        architectures = json.loads(config_path.read_text()).get("architectures") or []
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+    if getattr(transformers, "AutoProcessor", None) is None:
+        raise ValueError(f"transformers {transformers.__version__} has no AutoProcessor")
+    name = next((a for a in architectures if a in _ADAPTERS), None)
+    if name is None:
+        raise ValueError(
+            f"{config_path} declares architectures {architectures}; samp supports {', '.join(_ADAPTERS)}"
+        )
+    cls = getattr(transformers, name, None)
+    if cls is None:
+        raise ValueError(f"transformers {transformers.__version__} has no {name}; install a version that has it")
+    kwargs = {"attn_implementation": attn_implementation}
+    if dtype is not None:
+        kwargs["dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"] = dtype
+    model = cls.from_pretrained(model_dir, **kwargs).eval()
+    if device is not None:
+        model = model.to(device)
+    processor_dir = model_dir / "processor" if (model_dir / "processor").is_dir() else model_dir
+    processor = transformers.AutoProcessor.from_pretrained(processor_dir)
+    return model, processor

@@ -1,0 +1,99 @@
+"""The last-layer attention hook: exact probabilities, untouched encoder outputs, removed on exit."""
+import pytest
+import torch
+
+import samp
+from samp.attention import LastLayerAttentionHook
+from samp.models import adapter_for
+from samp.models.base import bidirectional_encoder_mask
+from samp.models.tiny import speechlike_waveform, tiny_qwen2_audio
+
+
+@pytest.fixture(scope="module")
+def eager():
+    model, processor = tiny_qwen2_audio(chunk_seconds=4, attn_implementation="eager")
+    return adapter_for(model, processor)
+
+
+@pytest.fixture(scope="module")
+def sdpa():
+    model, processor = tiny_qwen2_audio(chunk_seconds=4)
+    return adapter_for(model, processor)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return [speechlike_waveform(2.52, 11), speechlike_waveform(1.3, 5)]
+
+
+def encoder_inputs(adapter, waves):
+    features, mel_mask = adapter.features(waves, 16000)
+    valid_frames, lengths = adapter.tower._get_feat_extract_output_lengths(mel_mask.sum(-1))
+    frames = features.shape[-1] // 2
+    mask = bidirectional_encoder_mask(adapter.model, adapter.tower, valid_frames, frames, torch.float32)
+    return features, mask, valid_frames, lengths
+
+
+def test_probabilities_equal_eager_output_attentions(eager, batch):
+    features, mask, _, _ = encoder_inputs(eager, batch)
+    with torch.no_grad():
+        reference = eager.tower(features, attention_mask=mask, output_attentions=True).attentions[-1]
+    captured = eager.encode(batch, attention=True).attention
+    assert torch.equal(captured.probabilities, reference)
+
+
+def test_sdpa_probabilities_match_eager_and_mask_padded_keys(sdpa, eager, batch):
+    captured = sdpa.encode(batch, attention=True).attention
+    reference = eager.encode(batch, attention=True).attention
+    torch.testing.assert_close(captured.probabilities, reference.probabilities, atol=1e-5, rtol=0)
+    _, _, valid_frames, _ = encoder_inputs(sdpa, batch)
+    short = int(valid_frames[1])
+    assert captured.probabilities[1, :, :, short:].abs().max() == 0
+    torch.testing.assert_close(captured.probabilities.sum(-1), torch.ones(captured.probabilities.shape[:3]))
+
+
+def test_hook_leaves_encoder_outputs_bit_identical(sdpa, batch):
+    features, mask, _, _ = encoder_inputs(sdpa, batch)
+    with torch.no_grad():
+        plain = sdpa.tower(features, attention_mask=mask).last_hidden_state
+        with LastLayerAttentionHook(sdpa.tower.layers[-1].self_attn) as hook:
+            hooked = sdpa.tower(features, attention_mask=mask).last_hidden_state
+    assert hook.calls == 1
+    assert torch.equal(plain, hooked)
+    assert torch.equal(sdpa.encode(batch).features, sdpa.encode(batch, attention=True).features)
+
+
+def test_hook_is_removed_on_exit_and_on_error(sdpa, batch):
+    layer = sdpa.tower.layers[-1].self_attn
+    before = len(layer._forward_pre_hooks)
+    with LastLayerAttentionHook(layer):
+        assert len(layer._forward_pre_hooks) == before + 1
+    assert len(layer._forward_pre_hooks) == before
+    with pytest.raises(KeyError):
+        with LastLayerAttentionHook(layer):
+            raise KeyError("boom")
+    assert len(layer._forward_pre_hooks) == before
+
+
+def test_hook_that_never_fired_is_an_error(sdpa):
+    with LastLayerAttentionHook(sdpa.tower.layers[-1].self_attn) as hook:
+        pass
+    with pytest.raises(RuntimeError, match="never fired"):
+        hook.attention()
+
+
+def test_not_an_attention_layer_is_rejected():
+    with pytest.raises(ValueError, match="q_proj"):
+        LastLayerAttentionHook(torch.nn.Linear(4, 4))
+
+
+def test_stats_equal_reduction_of_the_eager_map(eager, batch):
+    features, mask, _, lengths = encoder_inputs(eager, batch)
+    with torch.no_grad():
+        reference = eager.tower(features, attention_mask=mask, output_attentions=True).attentions[-1]
+    tokens = eager.encode(batch, attention=True)
+    stats = tokens.attention.stats(tokens.lengths, frames_per_token=2, with_keys=True)
+    expected = samp.attention_stats(reference, lengths, 2)
+    assert torch.equal(stats.received_attention, expected.received_attention)
+    assert torch.equal(stats.self_attention, expected.self_attention)
+    assert stats.token_keys.shape == (2, features.shape[-1] // 4, 96 // 4)
