@@ -1,0 +1,139 @@
+"""Text normalisation and tokenisation for WER/CER.
+
+Two flavours:
+
+``flavor="evalkit"`` reproduces Kimi-Audio-Evalkit / SA-MAP exactly (``remove_sp``, then per language:
+``en`` Whisper's English normaliser *followed by* the basic normaliser, ``zh`` the Chinese text normaliser,
+``yue`` zhconv to simplified then basic, anything else basic; then sacrebleu's ``zh`` tokenizer, lower case,
+punctuation-only tokens dropped). Language codes are taken literally, as the reference does: ``en-US`` or ``cmn``
+take the basic path.
+
+``flavor="samp"`` (default) differs on purpose:
+
+* English goes through the English normaliser only. The reference's extra basic pass is an if/if/else slip that
+  turns remaining symbols into spaces (``3.5`` -> ``3 5``, ``$`` dropped), so a hypothesis is penalised for
+  characters the English normaliser meant to keep.
+* Language tags are read by their primary subtag (``en-US`` -> ``en``; ``cmn``, ``zh-CN`` -> ``zh``), so a
+  manifest's BCP-47 tag does not silently switch the normaliser.
+
+Chinese is scored per character (every CJK character is a token) in both flavours, while Latin words inside
+Chinese text stay words, as in the reference.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+from samp.eval.chinese import normalize_chinese
+
+FLAVORS = ("samp", "evalkit")
+
+_TAG = re.compile(r"<\|.*?\|>")
+_WHITESPACE = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r" ?([!,.?;:])")
+_CHINESE_ALIASES = {"zh", "cmn", "zho", "chi"}
+_CANTONESE_ALIASES = {"yue"}
+
+
+def check_flavor(flavor: str) -> str:
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown flavor {flavor!r}; expected one of {', '.join(FLAVORS)}")
+    return flavor
+
+
+def canonical_language(lang: str, flavor: str = "samp") -> str:
+    """The language key that picks the normaliser: literal in the evalkit flavour, primary subtag in samp."""
+    check_flavor(flavor)
+    if not isinstance(lang, str) or not lang.strip():
+        raise ValueError(f"language must be a non-empty code such as 'en' or 'zh', got {lang!r}")
+    if flavor == "evalkit":
+        return lang
+    primary = lang.strip().replace("_", "-").split("-")[0].lower()
+    if primary in _CHINESE_ALIASES:
+        return "zh"
+    if primary in _CANTONESE_ALIASES:
+        return "yue"
+    return primary
+
+
+def remove_special(text: str, lang: str) -> str:
+    """The reference's ``remove_sp``: ``<|tag|>`` -> space, whitespace collapsed, no space before ``!,.?;:``,
+    leading spaces dropped; for ``zh`` all whitespace removed."""
+    text = _TAG.sub(" ", text)
+    text = _WHITESPACE.sub(" ", text)
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    text = text.lstrip(" ")
+    if lang == "zh":
+        text = _WHITESPACE.sub("", text)
+    return text
+
+
+@functools.lru_cache(maxsize=1)
+def _english():
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+@functools.lru_cache(maxsize=1)
+def _basic():
+    from whisper_normalizer.basic import BasicTextNormalizer
+
+    return BasicTextNormalizer()
+
+
+@functools.lru_cache(maxsize=1)
+def _zh_tokenizer():
+    from sacrebleu.tokenizers.tokenizer_zh import TokenizerZh
+
+    return TokenizerZh()
+
+
+def _to_simplified(text: str) -> str:
+    import zhconv
+
+    return zhconv.convert(text, "zh-cn")
+
+
+def normalize_stages(text: str, lang: str, flavor: str = "samp") -> dict[str, str]:
+    """Every intermediate string, in order: ``remove_special`` then the language's normalisers (keys as in the
+    golden data: ``zhconv_zh_cn``, ``english_normalizer``, ``chinese_normalizer``, ``basic_normalizer``)."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    lang = canonical_language(lang, flavor)
+    stages = {"remove_special": remove_special(text, lang)}
+    current = stages["remove_special"]
+    if lang == "yue":
+        current = stages["zhconv_zh_cn"] = _to_simplified(current)
+    if lang == "en":
+        current = stages["english_normalizer"] = _english()(current)
+        if flavor == "samp":
+            return stages
+    if lang == "zh":
+        stages["chinese_normalizer"] = normalize_chinese(current)
+    else:
+        stages["basic_normalizer"] = _basic()(current)
+    return stages
+
+
+def normalize(text: str, lang: str, flavor: str = "samp") -> str:
+    """The normalised string that is tokenised for scoring (see the module docstring for the two flavours)."""
+    return list(normalize_stages(text, lang, flavor).values())[-1]
+
+
+def _is_punctuation(token: str) -> bool:
+    return all(unicodedata.category(char).startswith("P") for char in token)
+
+
+def tokenize_normalized(normalized: str) -> list[str]:
+    """Scoring tokens of an already normalised string: each CJK character alone, other text split 13a-style,
+    lower-cased, punctuation-only tokens dropped."""
+    tokenized = _zh_tokenizer()(normalized).lower()
+    kept = " ".join(token for token in tokenized.split(" ") if not _is_punctuation(token))
+    return kept.split()
+
+
+def tokenize(text: str, lang: str, flavor: str = "samp") -> list[str]:
+    """Scoring tokens of raw text: ``tokenize_normalized(normalize(text, lang, flavor))``."""
+    return tokenize_normalized(normalize(text, lang, flavor))

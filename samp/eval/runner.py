@@ -1,0 +1,383 @@
+"""The evaluation runner: infer (resumable, sharded), score, and write records.
+
+Inference is one injected callable per batch, ``infer(spec, items) -> list[Prediction]``, so resuming, sharding,
+scoring and records do not depend on a model; :func:`adapter_inference` builds the real one over a
+``samp.models`` adapter.
+
+Work-dir layout::
+
+    <work-dir>/records.jsonl                                     one Record per dataset × subset (appended)
+    <work-dir>/<run>/<dataset>/predictions.rank<R>.jsonl         result lines as they are produced, per rank
+    <work-dir>/<run>/<dataset>/predictions.jsonl                 merged by rank 0, manifest order
+
+``<run>`` is ``<model name>/<method>-keep<keep_ratio>-thr<threshold>-<flavor>[-<lowrank plan>]``. A result line
+holds the manifest fields, ``prediction`` (``null`` when the item failed, with ``error``), the ``prompt`` the model
+saw, audio token counts and stage timings. Lines are appended atomically, so a killed run resumes where it
+stopped: items already in any rank file are skipped, a torn last line is dropped. Ranks take every
+``world_size``-th manifest item (item ``i`` goes to rank ``i % world_size``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from samp.eval.datasets import DatasetSpec, task_prompt
+from samp.eval.jsonl import append_jsonl, drop_torn_tail, iter_jsonl
+from samp.eval.manifest import ManifestItem
+from samp.eval.metrics import aggregate_edits, bootstrap_ci, item_edits, score_asr
+from samp.eval.mqa import score_mqa_items
+from samp.eval.normalize import check_flavor
+from samp.eval.records import Record, append_record, identity
+
+SCORER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What is evaluated: the model, the compression setting, and the scoring flavour."""
+
+    model: str
+    method: str = "samp"
+    keep_ratio: float = 0.6
+    threshold: float = 0.85
+    flavor: str = "samp"
+    scorer: str = "samp"
+    lowrank_plan: str | None = None
+    batch_size: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 < self.keep_ratio <= 1:
+            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        check_flavor(self.scorer)
+
+    @property
+    def run_name(self) -> str:
+        model_name = Path(self.model.rstrip("/")).name or "model"
+        setting = f"{self.method}-keep{self.keep_ratio:g}-thr{self.threshold:g}-{self.flavor}"
+        if self.lowrank_plan:
+            setting += f"-{Path(self.lowrank_plan).stem}"
+        return f"{model_name}/{setting}"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What inference produced for one item: ``text`` is None when it failed (``error`` says why)."""
+
+    text: str | None
+    prompt: str
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    encode_s: float | None = None
+    compress_s: float | None = None
+    prefill_s: float | None = None
+    decode_s: float | None = None
+    peak_memory_bytes: int | None = None
+    error: str | None = None
+
+
+Infer = Callable[[DatasetSpec, Sequence[ManifestItem]], Sequence[Prediction]]
+
+
+def dataset_dir(work_dir: str | Path, config: RunConfig, spec: DatasetSpec) -> Path:
+    return Path(work_dir) / config.run_name / spec.name
+
+
+def _rank_file(directory: Path, rank: int) -> Path:
+    return directory / f"predictions.rank{rank}.jsonl"
+
+
+def _completed_indices(directory: Path) -> set[int]:
+    done = set()
+    for path in sorted(directory.glob("predictions.rank*.jsonl")):
+        done.update(row["index"] for _, row in iter_jsonl(path))
+    return done
+
+
+def _result_line(item: ManifestItem, prediction: Prediction) -> dict:
+    return {
+        "index": item.index, "subset": item.subset, "audio_path": [str(p) for p in item.audio_paths],
+        "question": item.question, "answer": item.answer, "meta": item.meta,
+        "prediction": prediction.text, **{k: v for k, v in dataclasses.asdict(prediction).items() if k != "text"},
+    }
+
+
+def _failed_batch(batch: Sequence[ManifestItem], error: BaseException) -> list[Prediction]:
+    message = f"{type(error).__name__}: {error}"
+    return [Prediction(text=None, prompt="", error=message) for _ in batch]
+
+
+def run_inference(
+    items: Sequence[ManifestItem], spec: DatasetSpec, infer: Infer, directory: str | Path, *, batch_size: int = 1,
+    rank: int = 0, world_size: int = 1, progress: bool = True,
+) -> int:
+    """Infer every item of this rank's shard that has no result line yet; returns how many were inferred.
+
+    A batch whose inference raises is recorded as failed items (``prediction`` null, ``error`` set) so that one bad
+    file does not stop a long run; the failure shows up as lost coverage in the records.
+    """
+    from tqdm import tqdm
+
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    own_file = _rank_file(directory, rank)
+    drop_torn_tail(own_file)
+    done = _completed_indices(directory)
+    todo = [item for position, item in enumerate(items) if position % world_size == rank and item.index not in done]
+    bar = tqdm(total=len(todo), desc=f"{spec.name} rank {rank}", unit="item", disable=not progress, file=sys.stderr)
+    try:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            try:
+                predictions = list(infer(spec, batch))
+                if len(predictions) != len(batch):
+                    raise RuntimeError(f"inference returned {len(predictions)} predictions for {len(batch)} items")
+            except Exception as error:  # recorded per item; the message names the exception
+                print(f"samp eval: {spec.name} items {[i.index for i in batch]} failed: {error}", file=sys.stderr)
+                predictions = _failed_batch(batch, error)
+            for item, prediction in zip(batch, predictions):
+                append_jsonl(own_file, _result_line(item, prediction))
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return len(todo)
+
+
+def collect_predictions(directory: str | Path, items: Sequence[ManifestItem]) -> list[dict]:
+    """Result lines of ``items`` from every rank file, in manifest order; every item must have one."""
+    directory = Path(directory)
+    by_index: dict[int, dict] = {}
+    for path in sorted(directory.glob("predictions.rank*.jsonl")):
+        for _, row in iter_jsonl(path):
+            by_index.setdefault(row["index"], row)  # a duplicate (two runs racing) keeps the first line
+    missing = [item.index for item in items if item.index not in by_index]
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise ValueError(f"{len(missing)} of {len(items)} items in {directory} have no result line "
+                         f"(indices {shown}); run inference first (without --reeval)")
+    return [by_index[item.index] for item in items]
+
+
+def merge_predictions(directory: str | Path, items: Sequence[ManifestItem]) -> Path:
+    """Write ``predictions.jsonl`` (all ranks, manifest order) next to the rank files."""
+    import json
+    import os
+
+    directory = Path(directory)
+    rows = collect_predictions(directory, items)
+    merged = directory / "predictions.jsonl"
+    partial = merged.with_suffix(".jsonl.partial")
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(partial, merged)
+    return merged
+
+
+@dataclass(frozen=True)
+class SubsetScore:
+    """Accuracy fields of one subset, ready for a record."""
+
+    subset: str
+    metric: str
+    value: float
+    n_items: int
+    n_failed: int
+    ci_low: float
+    ci_high: float
+    errors: int | None = None
+    ref_tokens: int | None = None
+    substitutions: int | None = None
+    deletions: int | None = None
+    insertions: int | None = None
+    correct: int | None = None
+    total: int | None = None
+
+    @property
+    def coverage(self) -> float:
+        return (self.n_items - self.n_failed) / self.n_items
+
+
+def score_rows(rows: Sequence[dict], spec: DatasetSpec, scorer: str = "samp", *, n_resamples: int = 1000,
+               seed: int = 0) -> list[SubsetScore]:
+    """Score result lines per subset (subsets in sorted order, as the reference reports them)."""
+    check_flavor(scorer)
+    subsets: dict[str, list[dict]] = {}
+    for row in rows:
+        subsets.setdefault(row["subset"], []).append(row)
+    scores = []
+    for subset in sorted(subsets):
+        group = subsets[subset]
+        answers = [r["answer"] for r in group]
+        predictions = [r["prediction"] for r in group]
+        try:
+            if spec.task == "asr":
+                scores.append(_score_asr_subset(subset, answers, predictions, spec.lang, scorer, n_resamples, seed))
+            else:
+                prompts = [r.get("prompt") or "" for r in group]
+                score, verdicts = score_mqa_items(prompts, predictions, answers, spec.name, scorer)
+                low, high = bootstrap_ci([float(v) for v in verdicts], n_resamples=n_resamples, seed=seed)
+                scores.append(SubsetScore(subset, "accuracy", score.accuracy, score.total, score.n_failed, low, high,
+                                          correct=score.correct, total=score.total))
+        except ValueError as error:
+            raise ValueError(f"{spec.name} / {subset}: {error}") from None
+    return scores
+
+
+def _score_asr_subset(subset, answers, predictions, lang, scorer, n_resamples, seed) -> SubsetScore:
+    score = score_asr(answers, predictions, lang, scorer)
+    edits = item_edits(answers, predictions, lang, scorer)
+    if scorer == "evalkit":  # the bootstrap resamples what was scored
+        edits = [e for e in edits if not e.failed]
+    aggregate_edits(edits)  # raises the same clear error as score_asr when nothing is scoreable
+    low, high = bootstrap_ci([e.errors for e in edits], [e.ref_tokens for e in edits], n_resamples=n_resamples,
+                             seed=seed)
+    return SubsetScore(subset, "wer", score.wer, score.n_items, score.n_failed, low, high, errors=score.errors,
+                       ref_tokens=score.ref_tokens, substitutions=score.substitutions, deletions=score.deletions,
+                       insertions=score.insertions)
+
+
+def _sum_or_none(values):
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def make_record(config: RunConfig, spec: DatasetSpec, score: SubsetScore, rows: Sequence[dict], device: str) -> Record:
+    """The record of one subset: identity now, the run's configuration, its score and summed efficiency."""
+    subset_rows = [r for r in rows if r["subset"] == score.subset]
+    peaks = [r.get("peak_memory_bytes") for r in subset_rows if r.get("peak_memory_bytes") is not None]
+    return Record(
+        **identity(device), model=config.model, method=config.method, keep_ratio=config.keep_ratio,
+        threshold=config.threshold, flavor=config.flavor, lowrank_plan=config.lowrank_plan, scorer=config.scorer,
+        scorer_version=SCORER_VERSION, dataset=spec.name, subset=score.subset, metric=score.metric,
+        wer=score.value if score.metric == "wer" else None,
+        accuracy=score.value if score.metric == "accuracy" else None,
+        errors=score.errors, ref_tokens=score.ref_tokens, substitutions=score.substitutions,
+        deletions=score.deletions, insertions=score.insertions, correct=score.correct, total=score.total,
+        n_items=score.n_items, n_failed=score.n_failed, coverage=score.coverage, ci_low=score.ci_low,
+        ci_high=score.ci_high,
+        tokens_in=_sum_or_none(r.get("tokens_in") for r in subset_rows),
+        tokens_out=_sum_or_none(r.get("tokens_out") for r in subset_rows),
+        encode_s=_sum_or_none(r.get("encode_s") for r in subset_rows),
+        compress_s=_sum_or_none(r.get("compress_s") for r in subset_rows),
+        prefill_s=_sum_or_none(r.get("prefill_s") for r in subset_rows),
+        decode_s=_sum_or_none(r.get("decode_s") for r in subset_rows),
+        peak_memory_bytes=max(peaks) if peaks else None,
+    )
+
+
+def evaluate(
+    config: RunConfig, datasets: Sequence[tuple[DatasetSpec, Sequence[ManifestItem]]], work_dir: str | Path,
+    infer: Infer | None, *, skip_eval: bool = False, reeval: bool = False, rank: int = 0, world_size: int = 1,
+    barrier: Callable[[], None] = lambda: None, device: str = "cpu", progress: bool = True,
+) -> list[Record]:
+    """Infer (unless ``reeval``), then on rank 0 merge, score and append records (unless ``skip_eval``).
+
+    Returns the records written (empty on other ranks and with ``skip_eval``).
+    """
+    if skip_eval and reeval:
+        raise ValueError("--skip-eval and --reeval exclude each other: one only infers, the other only scores")
+    if not reeval:
+        if infer is None:
+            raise ValueError("inference is needed (no --reeval) but no model was given")
+        for spec, items in datasets:
+            run_inference(items, spec, infer, dataset_dir(work_dir, config, spec), batch_size=config.batch_size,
+                          rank=rank, world_size=world_size, progress=progress)
+    barrier()
+    if rank != 0 or skip_eval:
+        return []
+    records = []
+    for spec, items in datasets:
+        directory = dataset_dir(work_dir, config, spec)
+        merge_predictions(directory, items)
+        rows = collect_predictions(directory, items)
+        for score in score_rows(rows, spec, config.scorer, seed=config.seed):
+            record = make_record(config, spec, score, rows, device)
+            append_record(Path(work_dir) / "records.jsonl", record)
+            records.append(record)
+    return records
+
+
+def format_table(records: Sequence[Record]) -> str:
+    """A readable table of records for the terminal."""
+    header = ("dataset", "subset", "method", "keep", "metric", "value %", "95% CI", "coverage", "items", "tok in→out")
+    lines = []
+    for r in records:
+        ci = f"{r.ci_low * 100:.2f}–{r.ci_high * 100:.2f}" if r.ci_low is not None else "-"
+        tokens = f"{r.tokens_in}→{r.tokens_out}" if r.tokens_in is not None else "-"
+        lines.append((r.dataset, r.subset, r.method, f"{r.keep_ratio:g}", r.metric, f"{r.value * 100:.2f}", ci,
+                      f"{r.coverage * 100:.1f}%", str(r.n_items), tokens))
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+    render = lambda row: "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([render(header), render(tuple("-" * w for w in widths)), *map(render, lines)])
+
+
+# --- the real inference: a samp.models adapter ------------------------------------------------------------------
+def prompt_for(adapter, spec: DatasetSpec, item: ManifestItem) -> str:
+    """The full prompt (audio placeholder included) that ``adapter``'s family gets for ``item``."""
+    text = task_prompt(spec, adapter.family, item.question)
+    if adapter.family == "qwen2_audio":
+        return f"<|audio_bos|>{adapter.placeholder}<|audio_eos|>{text}"
+    return f"{adapter.placeholder}{text}"
+
+
+def adapter_inference(adapter, config: RunConfig, *, max_new_tokens: int = 256) -> Infer:
+    """Batch inference through a ``samp.models`` adapter: greedy decoding, compression as ``config`` says.
+
+    Items of a batch that share a prompt are generated together; timings of a generate call are split evenly
+    over its items, so sums over a subset stay exact.
+    """
+    import torch
+
+    from samp.eval.audio import read_audio
+
+    def infer(spec: DatasetSpec, items: Sequence[ManifestItem]) -> list[Prediction]:
+        by_prompt: dict[str, list[int]] = {}
+        for position, item in enumerate(items):
+            if len(item.audio_paths) != 1:
+                raise ValueError(f"item {item.index} has {len(item.audio_paths)} audio files; one is supported")
+            by_prompt.setdefault(prompt_for(adapter, spec, item), []).append(position)
+        out: list[Prediction | None] = [None] * len(items)
+        for prompt, positions in by_prompt.items():
+            audios = [read_audio(items[p].audio_paths[0], adapter.sampling_rate) for p in positions]
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            result = adapter.generate(
+                audios, prompt, method=config.method, keep_ratio=config.keep_ratio, threshold=config.threshold,
+                flavor=config.flavor, sampling_rate=adapter.sampling_rate, seed=config.seed,
+                max_new_tokens=max_new_tokens, do_sample=False,
+            )
+            peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+            share = 1.0 / len(positions)
+            timings = result.timings
+            for p, text, (before, after) in zip(positions, result.texts, result.audio_tokens):
+                out[p] = Prediction(text=text, prompt=prompt, tokens_in=before, tokens_out=after,
+                                    encode_s=timings.encode * share, compress_s=timings.compress * share,
+                                    prefill_s=timings.prefill * share, decode_s=timings.decode * share,
+                                    peak_memory_bytes=peak)
+        return out
+
+    return infer
+
+
+def distributed_context():
+    """``(rank, world_size, barrier, close)`` from torchrun's launcher environment, or a single process."""
+    import os
+
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return 0, 1, (lambda: None), (lambda: None)
+    import torch
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return dist.get_rank(), dist.get_world_size(), dist.barrier, dist.destroy_process_group
+
