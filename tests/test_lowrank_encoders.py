@@ -1,0 +1,220 @@
+"""calibrate → plan → apply → save/load → generate on tiny encoders built from the real transformers classes."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import samp
+import samp.lowrank as lowrank
+from samp.lowrank import LowRankLinear
+
+MEL_BINS = 128
+MEL_FRAMES = 200  # a 2-s window keeps the tiny encoders fast
+
+
+def tiny_whisper_encoder():
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    config = WhisperConfig(
+        d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=256, num_mel_bins=MEL_BINS,
+        max_source_positions=MEL_FRAMES // 2, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64,
+        vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )
+    return WhisperEncoder._from_config(config, attn_implementation="sdpa").eval()
+
+
+def tiny_qwen2_audio_encoder():
+    from transformers import Qwen2AudioEncoderConfig
+    from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioEncoder
+
+    config = Qwen2AudioEncoderConfig(
+        d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=256, num_mel_bins=MEL_BINS,
+        max_source_positions=MEL_FRAMES // 2,
+    )
+    return Qwen2AudioEncoder._from_config(config, attn_implementation="sdpa").eval()
+
+
+def tiny_glm_asr_encoder():
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "GlmAsrEncoderConfig"):
+        pytest.skip(f"transformers {transformers.__version__} has no native GLM-ASR encoder (needs >= 5.0)")
+    from transformers import GlmAsrEncoderConfig
+    from transformers.models.glmasr.modeling_glmasr import GlmAsrEncoder
+
+    config = GlmAsrEncoderConfig(
+        hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=1500, num_mel_bins=MEL_BINS,
+    )
+    return GlmAsrEncoder._from_config(config, attn_implementation="sdpa").eval()
+
+
+ENCODERS = {"whisper": tiny_whisper_encoder, "qwen2_audio": tiny_qwen2_audio_encoder, "glm_asr": tiny_glm_asr_encoder}
+
+
+def feature_batches(count=3, batch=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, MEL_BINS, MEL_FRAMES, generator=generator) for _ in range(count)]
+
+
+def parameter_count(module):
+    return sum(parameter.numel() for parameter in module.parameters())  # shared parameters count once
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_linear_layers_are_found_by_structure(family):
+    encoder = ENCODERS[family]()
+    layers = lowrank.find_encoder_linears(encoder)
+    assert len(layers) == 12
+    for block in range(2):
+        in_block = [layer for layer in layers if layer.block_index == block]
+        assert [layer.role for layer in in_block].count("attention") == 4
+        assert sorted((layer.in_features, layer.out_features) for layer in in_block if layer.role == "mlp") == [(64, 256), (256, 64)]
+        assert all(layer.num_blocks == 2 for layer in in_block)
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_calibrate_plan_apply_reports_encoder_error(family, record_property):
+    encoder = ENCODERS[family]()
+    batches = feature_batches()
+    stats = lowrank.calibrate(encoder, batches, progress=False)
+    assert all(layer.count == 3 * 2 * MEL_FRAMES // 2 for layer in stats.layers)
+    compression = lowrank.plan(stats, "0.9:0.95")
+    assert any(layer.rank is not None for layer in compression.layers)
+    dense = copy.deepcopy(encoder)
+    before = parameter_count(encoder)
+    assert lowrank.apply(encoder, compression) is encoder
+    for layer in compression.layers:
+        module = encoder.get_submodule(layer.name)
+        assert isinstance(module, LowRankLinear) == (layer.rank is not None)
+    assert parameter_count(encoder) == before - compression.params_before + compression.params_after
+    error = lowrank.output_error(dense, encoder, feature_batches(seed=1), progress=False)
+    record_property("encoder_relative_error", error.relative_error)
+    print(f"{family}: {compression.params_after}/{compression.params_before} linear params, "
+          f"relative encoder output error {error.relative_error:.4f}")
+    assert 0.0 < error.relative_error < 0.5
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_theta_one_gives_the_dense_encoder_back(family):
+    encoder = ENCODERS[family]()
+    dense = copy.deepcopy(encoder)
+    batches = feature_batches(count=1)
+    lowrank.apply(encoder, lowrank.plan(lowrank.calibrate(encoder, batches, progress=False), 1.0))
+    assert not any(isinstance(module, LowRankLinear) for module in encoder.modules())
+    with torch.no_grad():
+        assert torch.equal(encoder(batches[0]).last_hidden_state, dense(batches[0]).last_hidden_state)
+
+
+def test_params_and_flops_match_the_real_modules():
+    encoder = tiny_whisper_encoder()
+    compression = lowrank.plan(lowrank.calibrate(encoder, feature_batches(), progress=False), "0.9:0.95")
+    lowrank.apply(encoder, compression)
+    rows = 7
+    for layer in compression.layers:
+        module = encoder.get_submodule(layer.name)
+        assert parameter_count(module) == layer.params_after
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(torch.randn(rows, layer.in_features))
+        assert counter.get_total_flops() == rows * layer.flops_after
+
+
+def test_shared_bases_are_one_parameter_and_survive_save_and_load(tmp_path):
+    encoder = tiny_qwen2_audio_encoder()
+    batches = feature_batches()
+    stats = lowrank.calibrate(encoder, batches, progress=False)
+    # random encoders' subspaces are far apart; a low similarity bar makes the greedy grouping fire here
+    compression = lowrank.plan(stats, "0.9:0.95", share_bases=True, share_similarity=0.2)
+    assert compression.shared_bases, compression.table()
+    before = parameter_count(encoder)
+    lowrank.apply(encoder, compression)
+    assert parameter_count(encoder) == before - compression.params_before + compression.params_after
+    for shared in compression.shared_bases:
+        first = encoder.get_submodule(shared.members[0]).second.weight
+        assert all(encoder.get_submodule(name).second.weight is first for name in shared.members)
+    lowrank.save(encoder, tmp_path / "encoder")
+    loaded = lowrank.load(tmp_path / "encoder")
+    for shared in compression.shared_bases:
+        first = loaded.get_submodule(shared.members[0]).second.weight
+        assert all(loaded.get_submodule(name).second.weight is first for name in shared.members)
+    with torch.no_grad():
+        assert torch.equal(loaded(batches[0]).last_hidden_state, encoder(batches[0]).last_hidden_state)
+
+
+@pytest.mark.parametrize("family", ENCODERS)
+def test_save_and_load_give_identical_outputs(family, tmp_path):
+    encoder = ENCODERS[family]()
+    batches = feature_batches()
+    compression = lowrank.plan(lowrank.calibrate(encoder, batches, progress=False), "0.9:0.95")
+    lowrank.apply(encoder, compression)
+    lowrank.save(encoder, tmp_path / "encoder")
+    loaded = lowrank.load(tmp_path / "encoder")
+    assert type(loaded) is type(encoder)
+    assert {name for name, m in loaded.named_modules() if isinstance(m, LowRankLinear)} == {
+        layer.name for layer in compression.layers if layer.rank is not None
+    }
+    assert loaded.config.samp_lowrank["plan"] == compression.to_dict()
+    with torch.no_grad():
+        assert torch.equal(loaded(batches[0]).last_hidden_state, encoder(batches[0]).last_hidden_state)
+
+
+def test_apply_builds_layers_in_the_encoder_dtype():
+    encoder = tiny_whisper_encoder()
+    batches = feature_batches(count=2)
+    compression = lowrank.plan(lowrank.calibrate(encoder, batches, progress=False), "0.9:0.95")
+    encoder.to(torch.bfloat16)
+    lowrank.apply(encoder, compression)
+    low_rank = [m for m in encoder.modules() if isinstance(m, LowRankLinear)]
+    assert low_rank and all(m.first.weight.dtype == torch.bfloat16 == m.second.bias.dtype for m in low_rank)
+    with torch.no_grad():
+        assert torch.isfinite(encoder(batches[0].to(torch.bfloat16)).last_hidden_state).all()
+
+
+def test_whisper_generate_after_compression():
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    config = WhisperConfig(
+        d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=256, num_mel_bins=MEL_BINS,
+        max_source_positions=MEL_FRAMES // 2, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64,
+        max_target_positions=32, vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1, suppress_tokens=None, begin_suppress_tokens=None,
+    )
+    model = WhisperForConditionalGeneration._from_config(config, attn_implementation="sdpa").eval()
+    encoder = model.get_encoder()
+    batches = feature_batches(count=2, batch=1)
+    lowrank.apply(encoder, lowrank.plan(lowrank.calibrate(encoder, batches, progress=False), "0.9:0.95"))
+    assert any(isinstance(m, LowRankLinear) for m in model.modules())
+    with torch.no_grad():
+        tokens = model.generate(input_features=batches[0], max_new_tokens=5, do_sample=False)
+    assert tokens.shape[0] == 1 and tokens.shape[1] > 1
+
+
+def test_qwen2_audio_low_rank_encoder_with_token_compression_in_one_generate():
+    tiny = pytest.importorskip("samp.models.tiny")
+    from samp.models import adapter_for
+
+    model, processor = tiny.tiny_qwen2_audio(chunk_seconds=4)
+    adapter = adapter_for(model, processor)
+    audios = [tiny.speechlike_waveform(2.0, seed=seed) for seed in range(3)]
+    prompt = "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe:"
+    dense = adapter.generate(audios[:1], prompt, method="samp", keep_ratio=0.5, max_new_tokens=6, do_sample=False)
+
+    tower = model.get_encoder(modality="audio")
+    dense_tower = copy.deepcopy(tower)
+    features = [adapter.features([audio], 16000)[0] for audio in audios]
+    stats = lowrank.calibrate(tower, features, progress=False)
+    compression = lowrank.plan(stats, "0.9:0.95")
+    lowrank.apply(tower, compression)
+    assert any(isinstance(m, LowRankLinear) for m in model.modules())
+    error = lowrank.output_error(dense_tower, tower, features[:1], progress=False)
+    print(f"qwen2-audio tower: relative encoder output error {error.relative_error:.4f}")
+    assert error.relative_error < 0.5
+
+    result = adapter.generate(audios[:1], prompt, method="samp", keep_ratio=0.5, max_new_tokens=6, do_sample=False)
+    assert result.audio_tokens == dense.audio_tokens
+    before, after = result.audio_tokens[0]
+    assert after == samp.keep_count(before, 0.5) < before
+    assert result.sequences.shape[0] == 1 and result.sequences.shape[-1] >= 1
