@@ -6,6 +6,7 @@ inputs assigned to it" holds by construction for every method.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Rows whose norm is below this are treated as zero vectors (cosine 0 with everything) instead of producing NaN.
@@ -49,11 +50,13 @@ def group_ids(starts: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def segment_sum(values: torch.Tensor, ids: torch.Tensor, num_segments: int) -> torch.Tensor:
     """Sum ``values [B, N, ...]`` into ``[B, num_segments, ...]`` by ``ids [B, N]``; entries with id -1 are dropped."""
     batch, n = ids.shape
-    flat_ids = torch.where(ids >= 0, ids + num_segments * torch.arange(batch, device=ids.device)[:, None], -1)
-    keep = flat_ids.reshape(-1) >= 0
-    out = values.new_zeros((batch * num_segments,) + values.shape[2:])
-    out.index_add_(0, flat_ids.reshape(-1)[keep], values.reshape((batch * n,) + values.shape[2:])[keep])
-    return out.view((batch, num_segments) + values.shape[2:])
+    # Dropped entries go to one extra bin that is cut off, which avoids copying the kept rows out first.
+    spill = batch * num_segments
+    offsets = num_segments * torch.arange(batch, device=ids.device)[:, None]
+    flat_ids = torch.where(ids >= 0, ids + offsets, spill).reshape(-1)
+    out = values.new_zeros((spill + 1,) + values.shape[2:])
+    out.index_add_(0, flat_ids, values.reshape((batch * n,) + values.shape[2:]))
+    return out[:spill].view((batch, num_segments) + values.shape[2:])
 
 
 def normalised_weights(ids: torch.Tensor, raw: torch.Tensor, num_segments: int) -> torch.Tensor:
@@ -99,37 +102,44 @@ def greedy_dpp(
     if bool((counts > valid.sum(1)).any()):
         raise ValueError("greedy_dpp asked for more items than there are candidates")
     kernel = unit @ unit.transpose(1, 2)
-    nonzero = (unit.abs().amax(-1) > 0).to(unit.dtype)
+    nonzero = (unit != 0).any(-1).to(unit.dtype)
     diag = nonzero if relevance is None else relevance.square() * nonzero
     if relevance is not None:
         kernel = relevance[:, :, None] * kernel * relevance[:, None, :]
     kernel.diagonal(dim1=1, dim2=2).copy_(diag)
 
-    steps = int(counts.max()) if counts.numel() else 0
-    residual = diag.clone()
+    # The greedy loop is sequential and made of tiny vector operations, where numpy's per-call cost is a fraction
+    # of torch's; the kernel (the real work) stays a batched matmul on the input's device.
+    kernel_np = kernel.float().cpu().numpy()
+    diag_np = diag.float().cpu().numpy()
+    valid_np = valid.cpu().numpy()
+    selected = np.zeros((batch, m), dtype=bool)
+    for b, count in enumerate(counts.tolist()):
+        selected[b, _greedy_picks(kernel_np[b], diag_np[b], valid_np[b], count)] = True
+    return torch.from_numpy(selected).to(unit.device)
+
+
+def _greedy_picks(kernel: np.ndarray, diag: np.ndarray, valid: np.ndarray, count: int) -> list[int]:
+    m = kernel.shape[0]
     # Below this share of its own relevance a candidate adds no new direction: the picked set already spans it
     # (float32 round-off leaves residuals of ±1e-7 there, and dividing by them blows the basis up).
     spanned = diag * EXHAUSTED_SHARE
-    available = valid.clone()
-    basis = unit.new_zeros(batch, steps, m)
-    selected = torch.zeros(batch, m, dtype=torch.bool, device=unit.device)
-    rows = torch.arange(batch, device=unit.device)
-    for step in range(steps):
-        active = step < counts
-        gain = torch.where(residual > spanned, residual, torch.zeros_like(residual))
-        pick = gain.masked_fill(~available, float("-inf")).argmax(dim=1)
-        picked_row = kernel[rows, pick]  # [B, M]
-        if step:
-            coeff = basis[rows, :step, pick]  # [B, step]
-            picked_row = picked_row - torch.bmm(coeff[:, None, :], basis[:, :step]).squeeze(1)
-        picked_gain = gain[rows, pick]
-        direction = picked_row * picked_gain.clamp_min(torch.finfo(unit.dtype).tiny).rsqrt()[:, None]
-        direction = torch.where((picked_gain > 0)[:, None], direction, torch.zeros_like(direction))
-        basis[:, step] = direction
-        residual = residual - direction.square()
-        available[rows, pick] = False
-        selected[rows[active], pick[active]] = True
-    return selected
+    residual = diag.copy()
+    blocked = np.where(valid, 0.0, -np.inf).astype(np.float32)
+    basis = np.zeros((count, m), dtype=np.float32)  # row t: the t-th orthogonalised kernel row
+    picks = []
+    for step in range(count):
+        gain = np.where(residual > spanned, residual, np.float32(0))
+        pick = int(np.argmax(gain + blocked))  # first maximum: ties go to the lower index
+        picks.append(pick)
+        blocked[pick] = -np.inf
+        if gain[pick] <= 0:
+            continue  # spanned: contributes no direction, residuals stay as they are
+        row = kernel[pick] - basis[:step, pick] @ basis[:step] if step else kernel[pick].copy()
+        row *= np.float32(1.0 / np.sqrt(gain[pick]))
+        basis[step] = row
+        residual -= row * row
+    return picks
 
 
 def slots_from_groups(ids: torch.Tensor, keep_groups: torch.Tensor) -> torch.Tensor:
