@@ -1,19 +1,18 @@
 """The benchmark suite's view of an evaluation record: one score about one :class:`ResultKey`, with its confidence
 interval, coverage, token counts, stage times and where it came from (git sha, time, device).
 
-Records are defined by ``samp.eval.records`` (architecture.md, "Records"); this module only projects them, so the
-gate, the history and the dashboard read the same fields whatever else a record carries.
+Records are defined by :mod:`samp.eval.records` (architecture.md, "Records"); this module only projects them, so
+the gate, the history and the dashboard read the same fields whatever else a record carries.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from samp.bench.budgets import METRICS, ResultKey
+from samp.bench.budgets import ResultKey
+from samp.eval.records import Record, read_records
 
 STAGES = ("encode", "compress", "prefill", "decode")
 
@@ -22,7 +21,7 @@ STAGES = ("encode", "compress", "prefill", "decode")
 class Observation:
     key: ResultKey
     metric: str
-    value: float                      # a fraction: WER/CER or accuracy in [0, 1] (WER may exceed 1)
+    value: float                      # a fraction, like the record's wer/accuracy (WER may exceed 1)
     ci_low: float | None = None
     ci_high: float | None = None
     coverage: float | None = None
@@ -50,89 +49,48 @@ class Observation:
         return dict(self.stage_seconds).get(stage)
 
 
-def _as_mapping(record: Any) -> Mapping[str, Any]:
-    if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return dataclasses.asdict(record)
-    if isinstance(record, Mapping):
-        return record
-    raise TypeError(f"a record must be a dataclass or a mapping, got {type(record).__name__}")
-
-
-def _optional_float(record: Mapping[str, Any], name: str) -> float | None:
-    value = record.get(name)
+def _finite(value) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"record field {name!r} must be a number, got {value!r}")
     value = float(value)
     return value if math.isfinite(value) else None
 
 
-def _stage_value(record: Mapping[str, Any], stage: str) -> float | None:
-    for name in (f"{stage}_s", f"{stage}_seconds"):
-        if name in record:
-            return _optional_float(record, name)
-    timings = record.get("timings")
-    if isinstance(timings, Mapping) and stage in timings:
-        return _optional_float(timings, stage)
-    return None
-
-
-def observation_from_record(record: Any) -> Observation:
-    """Project one evaluation record (a ``samp.eval`` record dataclass or its JSON object)."""
-    row = _as_mapping(record)
-    missing = [name for name in ("model", "method", "keep_ratio", "dataset", "metric", "value") if row.get(name) is None]
-    if missing:
-        raise ValueError(f"record lacks {', '.join(missing)}: {dict(row)!r:.200}")
-    metric = str(row["metric"])
-    if metric not in METRICS:
-        raise ValueError(f"record has unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    value = _optional_float(row, "value")
+def observation_from_record(record: Record | Mapping[str, Any]) -> Observation:
+    """Project one evaluation record (a :class:`samp.eval.records.Record` or its JSON object, validated)."""
+    if isinstance(record, Mapping):
+        record = Record.from_dict(dict(record))
+    if not isinstance(record, Record):
+        raise TypeError(f"expected a samp.eval Record or its dict, got {type(record).__name__}")
+    value = _finite(record.value)
     if value is None:
-        raise ValueError(f"record value is not finite: {row.get('value')!r}")
-    subset = row.get("subset") or None
-    device = row.get("device") or row.get("gpu")
-    stages = tuple((stage, seconds) for stage in STAGES if (seconds := _stage_value(row, stage)) is not None)
+        raise ValueError(f"{record.model} {record.method} {record.dataset}: {record.metric} is not finite "
+                         f"({record.value!r})")
+    stages = tuple((stage, seconds) for stage in STAGES
+                   if (seconds := _finite(getattr(record, f"{stage}_s"))) is not None)
     return Observation(
-        key=ResultKey(str(row["model"]), str(row["method"]), float(row["keep_ratio"]), str(row["dataset"]),
-                      None if subset is None else str(subset)),
-        metric=metric,
+        key=ResultKey(record.model, record.method, float(record.keep_ratio), record.dataset, record.subset or None),
+        metric=record.metric,
         value=value,
-        ci_low=_optional_float(row, "ci_low"),
-        ci_high=_optional_float(row, "ci_high"),
-        coverage=_optional_float(row, "coverage"),
-        tokens_in=_optional_float(row, "tokens_in"),
-        tokens_out=_optional_float(row, "tokens_out"),
+        ci_low=_finite(record.ci_low),
+        ci_high=_finite(record.ci_high),
+        coverage=_finite(record.coverage),
+        tokens_in=_finite(record.tokens_in),
+        tokens_out=_finite(record.tokens_out),
         stage_seconds=stages,
-        git_sha=row.get("git_sha"),
-        timestamp=None if row.get("timestamp") is None else str(row.get("timestamp")),
-        device=None if device is None else str(device),
+        git_sha=record.git_sha,
+        timestamp=record.time,
+        device=record.device,
     )
 
 
-def observations_from_records(records: Iterable[Any]) -> list[Observation]:
+def observations_from_records(records: Iterable[Record | Mapping[str, Any]]) -> list[Observation]:
     return [observation_from_record(record) for record in records]
 
 
 def read_observations(path: str | Path) -> list[Observation]:
     """Observations from a records JSONL file (the evaluation runner's ``records.jsonl`` or a history)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"records file not found: {path}")
-    observations = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not a JSON record ({error.msg})") from error
-            try:
-                observations.append(observation_from_record(row))
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"{path}:{number}: {error}") from error
-    return observations
+    return observations_from_records(read_records(path))
 
 
 def latest_by_key(observations: Iterable[Observation]) -> dict[ResultKey, Observation]:

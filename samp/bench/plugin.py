@@ -16,7 +16,6 @@ Benchmarks report a score through the ``samp_recorder`` fixture: ``samp_recorder
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from samp.bench.budgets import BudgetTable, default_budget_dir, load_budgets
 from samp.bench.gate import compare, format_movements, load_reference, regressions
 from samp.bench.machine import machine_info as describe_machine
 from samp.bench.observations import Observation, observation_from_record
+from samp.eval.records import Record, append_record
 
 _RECORDER_KEY = pytest.StashKey["Recorder"]()
 _CUDA_SKIP_REASON = "needs CUDA: torch.cuda.is_available() is False on this machine"
@@ -54,20 +54,17 @@ class Recorder:
         self.records_path = records_path
         self.observations: list[Observation] = []
 
-    def add(self, record, benchmark=None) -> Observation:
-        row = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
-        observation = observation_from_record(row)
+    def add(self, record: Record, benchmark=None) -> Observation:
+        observation = observation_from_record(record)
         self.observations.append(observation)
         if self.records_path is not None:
-            self.records_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.records_path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row, sort_keys=True) + "\n")
+            append_record(self.records_path, record)
         if benchmark is not None:
             benchmark.extra_info.update({
                 "metric": observation.metric, "value": observation.value, "ci_low": observation.ci_low,
                 "ci_high": observation.ci_high, "coverage": observation.coverage,
                 "tokens_in": observation.tokens_in, "tokens_out": observation.tokens_out,
-                "samp_record": row,
+                "samp_record": record.to_dict(),
             })
         return observation
 
@@ -147,17 +144,19 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     }
 
 
-@pytest.hookimpl(tryfirst=True)
+# A wrapper, outermost: pytest-benchmark writes its JSON in its own sessionfinish wrapper and the gate's verdicts
+# belong in it.
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     reference = getattr(config, "_samp_reference", None)
-    if reference is None:
-        return
-    movements = compare(config.stash[_RECORDER_KEY].observations, reference,
-                        config.getoption("--samp-tolerance") / 100.0)
-    config._samp_movements = movements
-    if regressions(movements) and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if reference is not None:
+        movements = compare(config.stash[_RECORDER_KEY].observations, reference,
+                            config.getoption("--samp-tolerance") / 100.0)
+        config._samp_movements = movements
+        if regressions(movements) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    yield
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
