@@ -4,13 +4,11 @@
     samp lowrank plan --stats stats.safetensors --rank-threshold 0.99:0.999 [--share-bases] --out plan.json
     samp lowrank apply --model DIR --stats stats.safetensors --plan plan.json --out encoder_dir [--manifest dev.jsonl]
 
-The manifest is JSONL with an ``audio_path`` per row (Kimi-Audio-Evalkit's format; relative paths are resolved
-against the manifest's folder).
+Manifests are samp.eval's (Kimi-Audio-Evalkit JSONL); audio is read and resampled by samp.eval.audio.
 """
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,36 +19,16 @@ from samp.lowrank.calibration import CalibrationStats, calibrate
 from samp.lowrank.planning import Plan, plan
 
 
-def read_manifest_audio(manifest: str | Path, limit: int | None = None) -> list[tuple[np.ndarray, int]]:
-    """``(mono float32 waveform, sampling rate)`` for the first ``limit`` rows of a JSONL manifest."""
-    import soundfile
+def manifest_audio(manifest: str | Path, sampling_rate: int, limit: int | None = None) -> list[np.ndarray]:
+    """Mono float32 waveforms at ``sampling_rate`` for every audio file of the first ``limit`` manifest items."""
+    from samp.eval.audio import read_audio
+    from samp.eval.manifest import load_manifest
 
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise FileNotFoundError(f"manifest {manifest} does not exist")
-    audios = []
-    for line_number, line in enumerate(manifest.read_text().splitlines(), start=1):
-        if limit is not None and len(audios) >= limit:
-            break
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            audio_path = Path(row["audio_path"])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{manifest}:{line_number}: a manifest row must be a JSON object with 'audio_path' ({error!r})") from None
-        if not audio_path.is_absolute():
-            audio_path = manifest.parent / audio_path
-        try:
-            waveform, sampling_rate = soundfile.read(str(audio_path), dtype="float32", always_2d=True)
-        except Exception as error:  # soundfile raises its own error types for missing and unreadable files
-            raise ValueError(f"{manifest}:{line_number}: cannot read audio {audio_path} ({error})") from None
-        if waveform.shape[0] == 0:
-            raise ValueError(f"{manifest}:{line_number}: audio {audio_path} is empty")
-        audios.append((waveform.mean(axis=1), sampling_rate))
-    if not audios:
-        raise ValueError(f"manifest {manifest} has no rows")
-    return audios
+    return [
+        read_audio(audio_path, target_rate=sampling_rate)
+        for item in load_manifest(manifest, limit=limit)
+        for audio_path in item.audio_paths
+    ]
 
 
 def audio_encoder(model: nn.Module) -> nn.Module:
@@ -61,17 +39,13 @@ def audio_encoder(model: nn.Module) -> nn.Module:
         return model.get_encoder()
 
 
-def _feature_batches(processor, encoder: nn.Module, audios: list[tuple[np.ndarray, int]]):
+def _feature_batches(processor, encoder: nn.Module, manifest: str, limit: int | None):
+    """One batch of input features per utterance, in the encoder's dtype and device."""
     feature_extractor = getattr(processor, "feature_extractor", processor)
     parameter = next(encoder.parameters())
-    for index, (waveform, sampling_rate) in enumerate(audios):
-        if sampling_rate != feature_extractor.sampling_rate:
-            raise ValueError(
-                f"manifest row {index}: audio at {sampling_rate} Hz, the model's feature extractor expects "
-                f"{feature_extractor.sampling_rate} Hz (resample first)"
-            )
+    for waveform in manifest_audio(manifest, feature_extractor.sampling_rate, limit):
         features = feature_extractor(
-            [waveform], sampling_rate=sampling_rate, padding="max_length", return_tensors="pt"
+            [waveform], sampling_rate=feature_extractor.sampling_rate, padding="max_length", return_tensors="pt"
         )["input_features"]
         yield features.to(device=parameter.device, dtype=parameter.dtype)
 
@@ -85,10 +59,10 @@ def _load(model_dir: str):
 
 def _calibrate(args) -> int:
     model, processor, encoder = _load(args.model)
-    audios = read_manifest_audio(args.manifest, args.limit)
-    stats = calibrate(encoder, list(_feature_batches(processor, encoder, audios)))
+    batches = list(_feature_batches(processor, encoder, args.manifest, args.limit))
+    stats = calibrate(encoder, batches)
     stats.save(args.out)
-    print(f"calibrated {len(stats.layers)} linear layers of {stats.encoder_class} on {len(audios)} utterances -> {args.out}")
+    print(f"calibrated {len(stats.layers)} linear layers of {stats.encoder_class} on {len(batches)} utterances -> {args.out}")
     return 0
 
 
@@ -115,10 +89,10 @@ def _apply(args) -> int:
     save(encoder, args.out)
     print(compression.table())
     if dense is not None:
-        audios = read_manifest_audio(args.manifest, args.limit)
-        error = output_error(dense, encoder, list(_feature_batches(processor, encoder, audios)))
+        batches = list(_feature_batches(processor, encoder, args.manifest, args.limit))
+        error = output_error(dense, encoder, batches)
         print(
-            f"encoder output error on {len(audios)} utterances: relative {error.relative_error:.6f}, "
+            f"encoder output error on {len(batches)} utterances: relative {error.relative_error:.6f}, "
             f"max abs {error.max_abs_error:.6f}"
         )
     print(f"compressed encoder written to {args.out}")
@@ -159,4 +133,4 @@ def register(subparsers) -> None:
     apply_parser.set_defaults(func=_apply)
 
 
-__all__ = ["audio_encoder", "read_manifest_audio", "register"]
+__all__ = ["audio_encoder", "manifest_audio", "register"]
