@@ -18,9 +18,6 @@ from torch import nn
 
 from samp.attention import LastLayerAttention
 
-REFERENCE_FLAVORS = ("qwen2_audio", "glm_asr", "kimi")
-
-
 @dataclass(frozen=True)
 class AudioTokens:
     """Projected audio tokens of a batch, and what compression methods may need from the encoder.
@@ -164,6 +161,7 @@ class Adapter:
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.feature_extractor = getattr(processor, "feature_extractor", None)
 
     # -- family-specific -------------------------------------------------------------------------------------------
     def encode(self, audios: Sequence[Any], *, sampling_rate: int = 16000, attention: bool = False) -> AudioTokens:
@@ -186,6 +184,14 @@ class Adapter:
             )
 
     # -- shared ----------------------------------------------------------------------------------------------------
+    def features(self, audios: Sequence[Any], sampling_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Checked waveforms → Whisper log-mel ``[B, mel, frames]`` padded to the window, and its frame mask."""
+        waves = check_waveforms(audios, sampling_rate, self.sampling_rate, self.max_seconds)
+        extracted = self.feature_extractor(
+            waves, sampling_rate=sampling_rate, return_attention_mask=True, padding="max_length", return_tensors="pt"
+        )
+        return extracted["input_features"], extracted["attention_mask"]
+
     def build_inputs(self, prompt: str, counts: Sequence[int]) -> PromptInputs:
         """Tokenise ``prompt`` once, expand its placeholder to ``counts[b]`` copies and left-pad the batch."""
         self.check_prompt(prompt)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from samp.attention import LastLayerAttentionHook
-from samp.models.base import Adapter, AudioTokens, bidirectional_encoder_mask, check_waveforms, submodule
+from samp.models.base import Adapter, AudioTokens, bidirectional_encoder_mask, submodule
 
 
 class Qwen2AudioAdapter(Adapter):
@@ -31,13 +31,6 @@ class Qwen2AudioAdapter(Adapter):
                 f"the feature extractor pads to {self.feature_extractor.nb_max_frames} mel frames but the encoder "
                 f"expects {mel_frames}; processor and model do not belong together"
             )
-
-    def features(self, audios: Sequence[Any], sampling_rate: int):
-        waves = check_waveforms(audios, sampling_rate, self.sampling_rate, self.max_seconds)
-        extracted = self.feature_extractor(
-            waves, sampling_rate=sampling_rate, return_attention_mask=True, padding="max_length", return_tensors="pt"
-        )
-        return extracted["input_features"], extracted["attention_mask"]
 
     def encode(self, audios: Sequence[Any], *, sampling_rate: int = 16000, attention: bool = False) -> AudioTokens:
         input_features, mel_mask = self.features(audios, sampling_rate)
