@@ -253,3 +253,21 @@ def test_half_precision_inputs_run_every_method(dtype, flavor, frames_per_token)
                             frames_per_token=frames_per_token, flavor=flavor)
         assert out.features.dtype == dtype
         assert out.lengths.shape == (2,) and int(out.lengths.min()) > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("flavor, frames_per_token", [("qwen2_audio", 2), ("glm_asr", 4), ("kimi_audio", 4)])
+def test_reference_flavours_run_on_cuda(flavor, frames_per_token):
+    """Every method runs with CUDA tensors and keeps the CPU counts (values may differ by device round-off)."""
+    data = golden(f"{flavor}-typical-s0-n50")
+    for spec in samp.methods.available():
+        if spec.name in ("uniform", "random"):
+            continue
+        kwargs = dict(method=spec.name, keep_ratio=1.0 if spec.name == "base" else 0.6, frames_per_token=frames_per_token,
+                      flavor=flavor)
+        on_cpu = samp.compress(data["features"], data["lengths"], attention=data["attention"], keys=data["keys"],
+                               **kwargs)
+        on_gpu = samp.compress(data["features"].cuda(), data["lengths"].cuda(), attention=data["attention"].cuda(),
+                               keys=data["keys"].cuda(), **kwargs)
+        assert on_gpu.features.is_cuda and on_gpu.assignment.is_cuda
+        assert on_gpu.lengths.tolist() == on_cpu.lengths.tolist()

@@ -46,9 +46,9 @@ def greedy_dpp_map(kernel: torch.Tensor, count: int) -> tuple[torch.Tensor, bool
       updated in place (bf16 for GLM-ASR).
     """
     items = kernel.shape[0]
-    projections = torch.zeros((count, items))
+    projections = torch.zeros((count, items), device=kernel.device)
     residuals = torch.diagonal(kernel).clone()
-    picks = torch.empty(count, dtype=torch.long)
+    picks = torch.empty(count, dtype=torch.long, device=kernel.device)
     for step in range(count):
         best = torch.argmax(residuals)
         picks[step] = best

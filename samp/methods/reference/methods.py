@@ -57,7 +57,7 @@ def _rows_from_groups(
     rows = []
     member_weights = []
     for group in groups:
-        index = torch.tensor(group, dtype=torch.long)
+        index = torch.tensor(group, dtype=torch.long, device=x.device)
         if copy_singles and len(group) == 1:
             rows.append(x[group[0]])
             member_weights.append(torch.ones(1))
@@ -68,7 +68,7 @@ def _rows_from_groups(
             w = weights[index]
             total = w.sum()
             rows.append((w[:, None] * x[index]).sum(dim=0) / total)
-            member_weights.append((w / total).float())
+            member_weights.append((w / total).float().cpu())
     return torch.stack(rows), member_weights
 
 
@@ -90,7 +90,7 @@ def _merged(
 
 def _select(result: UtteranceRows, chosen: list[int]) -> UtteranceRows:
     """The rows at ``chosen`` (repeats allowed), in the given order."""
-    index = torch.tensor(chosen, dtype=torch.long)
+    index = torch.tensor(chosen, dtype=torch.long, device=result.rows.device)
     return UtteranceRows(
         rows=result.rows[index],
         members=tuple(result.members[i] for i in chosen),
@@ -149,7 +149,7 @@ def _dpp_over_rows(
 
 
 def _group_means(values: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
-    return torch.stack([values[torch.tensor(g, dtype=torch.long)].mean() for g in groups])
+    return torch.stack([values[torch.tensor(g, dtype=torch.long, device=values.device)].mean() for g in groups])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def _group_means(values: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
 
 def base(x: torch.Tensor, scores: UtteranceScores, keep: int, spec: FlavorSpec, **_) -> UtteranceRows:
     """§4.1: the ``L`` valid rows unchanged."""
-    return _pruned(x, torch.ones(x.shape[0], dtype=torch.bool))
+    return _pruned(x, torch.ones(x.shape[0], dtype=torch.bool, device=x.device))
 
 
 def visionzip(
@@ -180,7 +180,7 @@ def visionzip(
     if n_dominant > length:
         raise ValueError(f"visionzip: {n_dominant} dominant tokens requested from {length} valid tokens")
     dominant_score = scores.get(spec.scores["visionzip_dominant"])
-    dominant = torch.zeros(length, dtype=torch.bool)
+    dominant = torch.zeros(length, dtype=torch.bool, device=x.device)
     dominant[torch.topk(dominant_score, n_dominant).indices] = True
 
     candidates = torch.nonzero(~dominant).flatten()
@@ -191,8 +191,8 @@ def visionzip(
             "(the reference fails on an empty argmax, quirk 12)"
         )
     step = max(1, candidates.numel() // n_contextual)
-    is_target = torch.zeros(candidates.numel(), dtype=torch.bool)
-    is_target[torch.arange(0, candidates.numel(), step)[:n_contextual]] = True
+    is_target = torch.zeros(candidates.numel(), dtype=torch.bool, device=x.device)
+    is_target[torch.arange(0, candidates.numel(), step, device=x.device)[:n_contextual]] = True
     targets = candidates[is_target]
     others = candidates[~is_target]
 
@@ -200,8 +200,8 @@ def visionzip(
     token_keys = keys.mean(dim=0)[: p * length].reshape(length, p, -1).mean(dim=1)
     unit_keys = unit_rows(token_keys)
     nearest = torch.argmax(unit_keys[others] @ unit_keys[targets].T, dim=1)
-    one_hot = torch.zeros(others.numel(), targets.numel(), dtype=x.dtype)
-    one_hot[torch.arange(others.numel()), nearest] = 1
+    one_hot = torch.zeros(others.numel(), targets.numel(), dtype=x.dtype, device=x.device)
+    one_hot[torch.arange(others.numel(), device=x.device), nearest] = 1
     counts = one_hot.sum(dim=0).clamp(min=1)[:, None]
     contextual_rows = x[targets] + (one_hot.T @ x[others]) / counts
 
@@ -239,7 +239,7 @@ def vispruner(x: torch.Tensor, scores: UtteranceScores, keep: int, spec: FlavorS
         similarity = (unit[a] @ unit[b].T).max(dim=-1).values
         survivors = a[torch.argsort(similarity, descending=True)[removals:]]
         residual = torch.cat([survivors, b])
-    keep_mask = torch.zeros(x.shape[0], dtype=torch.bool)
+    keep_mask = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     keep_mask[important] = True
     keep_mask[residual] = True
     return _pruned(x, keep_mask)
@@ -250,7 +250,7 @@ def _cdpruner(x: torch.Tensor, keep: int, spec: FlavorSpec, method: str, relevan
     kernel = similarity if relevance is None else relevance_kernel(similarity, relevance)
     picks, _ = greedy_dpp_map(kernel, keep)
     # A boolean mask: duplicate picks after a NaN cascade collapse, so fewer than T rows survive (quirk 10).
-    keep_mask = torch.zeros(x.shape[0], dtype=torch.bool)
+    keep_mask = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     keep_mask[picks] = True
     return _pruned(x, keep_mask)
 
