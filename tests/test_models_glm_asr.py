@@ -65,7 +65,7 @@ def test_audio_rows_change_the_logits(tiny, waves):
     tokens = adapter.encode([waves[0]])
     n = int(tokens.lengths[0])
     inputs = adapter.build_inputs(PROMPT, [n])
-    rows = adapter._scatter_rows(inputs, tokens.features, [n])
+    rows = adapter._scatter_rows(inputs, [tokens.features[0, :n]])
     with torch.no_grad():
         embeds = model.get_input_embeddings()(inputs.input_ids)
         audio = model(inputs_embeds=torch.where(inputs.audio_rows[..., None], rows, embeds)).logits[0, -1]

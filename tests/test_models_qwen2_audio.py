@@ -90,9 +90,9 @@ def test_prompt_holds_exactly_as_many_placeholders_as_kept_tokens(tiny, waves):
 def test_compressed_rows_reach_the_language_model(tiny, waves):
     model, _, adapter = tiny
     tokens = adapter.encode([waves[0]], attention=True)
-    compressed = adapter.compress(tokens, method="samp", keep_ratio=0.5, threshold=0.85, flavor="samp", seed=0)
-    inputs = adapter.build_inputs(PROMPT, compressed.lengths.tolist())
-    rows = adapter._scatter_rows(inputs, compressed.features, compressed.lengths.tolist())
+    kept = adapter.compress(tokens, method="samp", keep_ratio=0.5, threshold=0.85, flavor="samp", seed=0)
+    inputs = adapter.build_inputs(PROMPT, kept.counts)
+    rows = adapter._scatter_rows(inputs, kept.rows)
     seen = []
     language_model = submodule(model, "language_model")
     handle = language_model.register_forward_pre_hook(
@@ -102,8 +102,8 @@ def test_compressed_rows_reach_the_language_model(tiny, waves):
         adapter._generate_with_rows(inputs, rows, dict(max_new_tokens=1, do_sample=False))
     finally:
         handle.remove()
-    k = int(compressed.lengths[0])
-    assert torch.equal(seen[0][0][inputs.audio_rows[0]], compressed.features[0, :k])
+    assert kept.counts[0] < int(tokens.lengths[0])
+    assert torch.equal(seen[0][0][inputs.audio_rows[0]], kept.rows[0])
 
 
 def test_audio_rows_change_the_logits(tiny, waves):
@@ -112,7 +112,7 @@ def test_audio_rows_change_the_logits(tiny, waves):
     tokens = adapter.encode([waves[0]])
     n = int(tokens.lengths[0])
     inputs = adapter.build_inputs(PROMPT, [n])
-    rows = adapter._scatter_rows(inputs, tokens.features, [n])
+    rows = adapter._scatter_rows(inputs, [tokens.features[0, :n]])
     with torch.no_grad():
         embeds = model.get_input_embeddings()(inputs.input_ids)
         with_audio = torch.where(inputs.audio_rows[..., None], rows, embeds)

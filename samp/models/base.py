@@ -35,6 +35,27 @@ class AudioTokens:
 
 
 @dataclass(frozen=True)
+class KeptAudio:
+    """What reaches the LM after compression, per utterance: ``rows[b]`` ``[K_b, C]`` in prompt order and
+    ``positions[b]`` ``[K_b]`` the input token each row stands at (the first token merged into it)."""
+
+    rows: tuple[torch.Tensor, ...]
+    positions: tuple[torch.Tensor, ...]
+
+    @property
+    def counts(self) -> list[int]:
+        return [int(r.shape[0]) for r in self.rows]
+
+
+def first_members(assignment: torch.Tensor, slots: int) -> torch.Tensor:
+    """For an ``[N]`` assignment (slot per input token, -1 if dropped): the first input token of each slot."""
+    kept = assignment >= 0
+    index = torch.arange(assignment.shape[0], device=assignment.device)
+    first = torch.full((slots,), assignment.shape[0], dtype=torch.long, device=assignment.device)
+    return first.scatter_reduce(0, assignment[kept], index[kept], reduce="amin").cpu()
+
+
+@dataclass(frozen=True)
 class Timings:
     """Seconds spent in each stage of :meth:`Adapter.generate` (prefill = the first LM forward)."""
 
@@ -222,20 +243,41 @@ class Adapter:
         eos = self.model.generation_config.eos_token_id
         return int(eos[0] if isinstance(eos, (list, tuple)) else eos)
 
-    def compress(self, tokens: AudioTokens, *, method: str, keep_ratio: float, threshold: float, flavor: str, seed: int):
+    def compress(self, tokens: AudioTokens, *, method: str, keep_ratio: float, threshold: float, flavor: str,
+                 seed: int = 0) -> KeptAudio:
+        """Compress ``tokens``: the clean ``samp`` flavour through :func:`samp.compress` (attention reduced to
+        :class:`samp.AttentionStats` here), a reference flavour exactly as the SA-MAP reference feeds its LM
+        (the full last-layer map, and the reference's own rows-to-placeholder plumbing, quirks included)."""
         import samp
+        from samp.methods import reference
 
-        kwargs = dict(method=method, keep_ratio=keep_ratio, threshold=threshold,
-                      frames_per_token=tokens.frames_per_token, flavor=flavor, seed=seed)
+        spec = samp.methods.get(method)
         captured = tokens.attention
-        if captured is not None:
-            spec = samp.methods.get(method)
-            if flavor == "samp":
-                kwargs["attention"] = captured.stats(tokens.lengths, tokens.frames_per_token, with_keys=spec.needs_keys)
-            else:
-                kwargs["attention"] = captured.probabilities
-                kwargs["keys"] = captured.keys if spec.needs_keys else None
-        return samp.compress(tokens.features, tokens.lengths, **kwargs)
+        if spec.needs_attention and captured is None:
+            raise ValueError(f"method {method!r} needs the encoder attention: encode(..., attention=True)")
+        if flavor == "samp":
+            stats = None
+            if spec.needs_attention:
+                stats = captured.stats(tokens.lengths, tokens.frames_per_token, with_keys=spec.needs_keys)
+            out = samp.compress(tokens.features, tokens.lengths, method=method, keep_ratio=keep_ratio,
+                                threshold=threshold, attention=stats, frames_per_token=tokens.frames_per_token,
+                                seed=seed)
+            counts = out.lengths.tolist()
+            rows = tuple(out.features[b, :k] for b, k in enumerate(counts))
+            return KeptAudio(rows=rows, positions=tuple(first_members(out.assignment[b], k)
+                                                        for b, k in enumerate(counts)))
+        results = reference.reference_rows(
+            tokens.features, tokens.lengths, method=method, keep_ratio=keep_ratio, threshold=threshold,
+            attention=captured.probabilities if captured is not None else None,
+            keys=captured.keys if (captured is not None and spec.needs_keys) else None,
+            frames_per_token=tokens.frames_per_token, flavor=flavor,
+        )
+        positions = tuple(r.positions for r in results)
+        if flavor == "kimi_audio":
+            return KeptAudio(rows=tuple(r.rows for r in results), positions=positions)
+        rows = reference.llm_input_rows(results, tokens.features, tokens.lengths, keep_ratio=keep_ratio,
+                                        flavor=flavor, method=method)
+        return KeptAudio(rows=tuple(rows), positions=tuple(p[: r.shape[0]] for p, r in zip(positions, rows)))
 
     def check_flavor(self, flavor: str) -> None:
         if flavor != "samp" and flavor != self.reference_flavor:
@@ -265,11 +307,11 @@ class Adapter:
         started = time.perf_counter()
         tokens = self.encode(audios, sampling_rate=sampling_rate, attention=spec.needs_attention)
         encoded = time.perf_counter()
-        compressed = self.compress(tokens, method=method, keep_ratio=keep_ratio, threshold=threshold,
-                                   flavor=flavor, seed=seed)
-        counts = [int(k) for k in compressed.lengths.tolist()]
+        kept = self.compress(tokens, method=method, keep_ratio=keep_ratio, threshold=threshold,
+                             flavor=flavor, seed=seed)
+        counts = kept.counts
         inputs = self.build_inputs(prompt, counts)
-        rows = self._scatter_rows(inputs, compressed.features, counts)
+        rows = self._scatter_rows(inputs, kept.rows)
         compressed_at = time.perf_counter()
         sequences, prefill_done = self._generate_with_rows(inputs, rows, generate_kwargs)
         finished = time.perf_counter()
@@ -287,13 +329,14 @@ class Adapter:
             ),
         )
 
-    def _scatter_rows(self, inputs: PromptInputs, features: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+    def _scatter_rows(self, inputs: PromptInputs, kept_rows: Sequence[torch.Tensor]) -> torch.Tensor:
         """``[B, L, C]`` prompt-aligned rows: the kept audio tokens at the placeholder positions, zeros elsewhere."""
         embedding = self.model.get_input_embeddings()
         batch, width = inputs.input_ids.shape
-        rows = torch.zeros(batch, width, features.shape[-1], dtype=features.dtype, device=features.device)
-        for b, k in enumerate(counts):
-            rows[b, inputs.audio_rows[b].to(features.device)] = features[b, :k]
+        first = kept_rows[0]
+        rows = torch.zeros(batch, width, first.shape[-1], dtype=first.dtype, device=first.device)
+        for b, utterance_rows in enumerate(kept_rows):
+            rows[b, inputs.audio_rows[b].to(first.device)] = utterance_rows
         return rows.to(embedding.weight.dtype)
 
     def _generate_with_rows(self, inputs: PromptInputs, rows: torch.Tensor, generate_kwargs: dict):
