@@ -53,10 +53,12 @@ def _datasets(args) -> list:
     for entry in [e.strip() for e in args.data.split(",") if e.strip()]:
         path = Path(entry)
         if entry.endswith(".jsonl") or path.is_file():
+            # <NAME>.jsonl names its dataset; a generic manifest.jsonl takes its folder's name
+            name = path.parent.name if path.stem == "manifest" else path.stem
             try:
-                spec = get_dataset(path.stem)
+                spec = get_dataset(name)
             except ValueError:
-                spec = custom_dataset(path.stem, args.task, args.lang if args.task == "asr" else None)
+                spec = custom_dataset(name, args.task, args.lang if args.task == "asr" else None)
             manifest = path
         else:
             spec = get_dataset(entry)

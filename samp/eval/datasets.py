@@ -36,6 +36,7 @@ class DatasetSpec:
     lang: str | None = None
     question: str = ""
     labels: tuple[str, ...] = ()
+    reference_prompts: bool = True  # False for a manifest outside the registry: its own question is the prompt
 
     @property
     def metric(self) -> str:
@@ -93,7 +94,8 @@ def custom_dataset(name: str, task: str, lang: str | None) -> DatasetSpec:
         raise ValueError(f"task must be 'asr' or 'mqa', got {task!r}")
     if task == "asr" and not lang:
         raise ValueError(f"ASR dataset {name!r} needs a language (e.g. 'en', 'zh') to pick its normaliser")
-    return DatasetSpec(name=name, task=task, series=name, subsets=(), audio_type="Speech", lang=lang)
+    return DatasetSpec(name=name, task=task, series=name, subsets=(), audio_type="Speech", lang=lang,
+                       reference_prompts=False)
 
 
 def task_prompt(spec: DatasetSpec, family: str, question: str) -> str:
@@ -101,9 +103,14 @@ def task_prompt(spec: DatasetSpec, family: str, question: str) -> str:
 
     ``qwen2_audio`` reproduces the reference's Qwen2-Audio-7B (base) prompts; ``glm_asr`` its fixed transcription
     prompt; every other family is asked the manifest question itself (the reference's Kimi-Audio behaviour), or
-    the dataset's default question when the row has none.
+    the dataset's default question when the row has none. A dataset outside the registry is always prompted with
+    its rows' questions.
     """
     question = question or spec.question
+    if not spec.reference_prompts:
+        if not question:
+            raise ValueError(f"dataset {spec.name!r} is not registered and its row has no question to prompt with")
+        return question
     if family == "qwen2_audio":
         if spec.task == "asr":
             return f"Detect the language and recognize the speech: <|{spec.lang}|>"

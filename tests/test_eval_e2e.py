@@ -1,0 +1,74 @@
+"""`samp eval` end to end on CPU: a tiny real-architecture Qwen2-Audio checkpoint on disk, espeak-ng speech from the
+committed speech_tiny test set, the real adapter, compression, scoring, records and resume."""
+import json
+from pathlib import Path
+
+import pytest
+
+import samp
+from samp.cli import main as samp_main
+from samp.eval import read_records, score_asr
+from samp.eval.audio import read_audio
+from samp.models import adapter_for, load
+from samp.models.tiny import tiny_qwen2_audio
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "fixtures" / "speech_tiny" / "test" / "manifest.jsonl"
+N_ITEMS = 4
+MAX_NEW_TOKENS = 6
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model, processor = tiny_qwen2_audio(chunk_seconds=5)
+    directory = tmp_path_factory.mktemp("tiny-qwen2-audio")
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def _argv(checkpoint, work, *extra):
+    return ["eval", "--model", str(checkpoint), "--data", str(MANIFEST), "--limit", str(N_ITEMS), "--work-dir",
+            str(work), "--max-new-tokens", str(MAX_NEW_TOKENS), "--batch-size", "2", "--no-progress", *extra]
+
+
+def test_samp_eval_end_to_end(checkpoint, tmp_path, capsys):
+    work = tmp_path / "work"
+    assert samp_main(_argv(checkpoint, work)) == 0
+    assert "speech_tiny" in capsys.readouterr().out
+    (record,) = read_records(work / "records.jsonl")
+    run_dir = work / checkpoint.name / "samp-keep0.6-thr0.85-samp" / "test"
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").open()]
+    assert [row["index"] for row in rows] == list(range(N_ITEMS))
+
+    # the record holds the scores of the result lines
+    expected = score_asr([r["answer"] for r in rows], [r["prediction"] for r in rows], "en")
+    assert (record.wer, record.errors, record.ref_tokens) == (expected.wer, expected.errors, expected.ref_tokens)
+    assert (record.dataset, record.subset, record.metric, record.n_items, record.coverage) == (
+        "test", "speech_tiny", "wer", N_ITEMS, 1.0)
+    assert record.tokens_out == sum(samp.keep_count(r["tokens_in"], 0.6) for r in rows) < record.tokens_in
+    assert record.encode_s > 0 and record.decode_s > 0 and record.git_sha is not None
+
+    # every prediction is what the adapter itself generates for that batch and prompt
+    prompt = "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe the speech."
+    assert {r["prompt"] for r in rows} == {prompt}
+    adapter = adapter_for(*load(checkpoint))
+    for batch in (rows[:2], rows[2:]):
+        result = adapter.generate([read_audio(ROOT / r["audio_path"][0]) for r in batch], prompt, method="samp",
+                                  keep_ratio=0.6, threshold=0.85, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+        assert result.texts == [r["prediction"] for r in batch]
+        assert [list(t) for t in result.audio_tokens] == [[r["tokens_in"], r["tokens_out"]] for r in batch]
+
+    # a second run resumes (nothing left to infer) and scores the same lines again
+    lines_before = (run_dir / "predictions.rank0.jsonl").read_text()
+    assert samp_main(_argv(checkpoint, work)) == 0
+    assert (run_dir / "predictions.rank0.jsonl").read_text() == lines_before
+    first, second = read_records(work / "records.jsonl")
+    assert second.wer == first.wer and second.tokens_out == first.tokens_out
+
+
+def test_base_method_keeps_every_token(checkpoint, tmp_path):
+    work = tmp_path / "work"
+    assert samp_main(_argv(checkpoint, work, "--method", "base", "--keep-ratio", "1.0")) == 0
+    (record,) = read_records(work / "records.jsonl")
+    assert record.tokens_out == record.tokens_in and record.keep_ratio == 1.0 and record.method == "base"
