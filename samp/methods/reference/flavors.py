@@ -7,27 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Roles an attention score plays; each maps to an UtteranceScores attribute per flavour (§1.1).
-ROLES = (
-    "visionzip_dominant",
-    "vispruner_importance",
-    "cdpruner_relevance",
-    "fastadasp_weight",
-    "fastadasp_dpp_relevance",
-    "atome_weight",
-    "atome_dpp_weight",
-    "atome_dpp_relevance",
-    "samp_weight",
-    "samp_relevance",
-)
-
 
 @dataclass(frozen=True)
 class FlavorSpec:
     """One reference model's variant of every method.
 
     trimmed_attention: Kimi-Audio cuts the attention to the valid frames before every reduction (§1).
-    scores: role → :class:`~samp.methods.reference.scores.UtteranceScores` attribute (table §1.1).
+    scores: role (which method uses the score for what) → :class:`~samp.methods.reference.scores.UtteranceScores`
+        attribute (table §1.1).
     float32_similarity: methods whose cosine matrix is cast to float32 (Kimi-Audio, quirk 16); the others compute
         it in the feature dtype.
     samp_prune: how SA-MAP turns ``M`` groups into ``T`` tokens: ``"dpp"`` (Qwen2-Audio: DPP even when

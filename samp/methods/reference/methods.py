@@ -172,7 +172,12 @@ def visionzip(
     **_,
 ) -> UtteranceRows:
     """§4.2 VisionZip: top ``n_dom`` tokens by attention, plus ``n_ctx`` uniformly spaced contextual targets that
-    absorb the rest by key cosine; each target becomes ``x_target + mean(x_assigned)`` (not a weighted mean)."""
+    absorb the rest by key cosine; each target becomes ``x_target + mean(x_assigned)`` (not a weighted mean).
+
+    Not reproduced: quirk 3 (Qwen2-Audio/GLM-ASR pool the batch's key tensor inside the utterance loop, so a second
+    utterance crashes). Each utterance's keys are pooled once, as at batch size 1, which is how the reference's
+    evaluation runs and how the golden data was made.
+    """
     if keys is None:
         raise ValueError("visionzip needs the last encoder layer's key states: pass keys [B, H, P·N, d]")
     length = x.shape[0]

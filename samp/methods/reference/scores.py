@@ -6,6 +6,9 @@ Each score is computed from ONE utterance's frame-level map ``[H, P·N, P·N]`` 
   rows (``colmean_all``) or zero the padded rows but still divide by ``N`` (``colmean_valid``, quirk 8).
 * ``trimmed`` (Kimi-Audio): query rows and key columns are cut to the ``P·L`` valid frames first (the mass sent to
   padded keys is dropped without renormalising), so column means divide by ``L``.
+
+Not covered: Kimi-Audio audio longer than 30 s, where two Whisper windows are stacked along the query axis with a
+separate 1500-frame key set each (§1, quirk 17); that map is not square and does not fit ``[B, H, P·N, P·N]``.
 """
 from __future__ import annotations
 
