@@ -68,8 +68,17 @@ class AccuracyBudget:
 
 
 @dataclass(frozen=True)
+class LatencyBudget:
+    """Latency gates as ratios to the uncompressed run of the same session, so they hold on any GPU:
+    ``prefill(keep r) / prefill(keep 1) <= r + prefill_slack``."""
+
+    prefill_slack: float
+
+
+@dataclass(frozen=True)
 class BudgetTable:
     budgets: tuple[AccuracyBudget, ...]
+    latency: LatencyBudget | None = None
     _index: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -125,11 +134,26 @@ def _text(row: dict, name: str, where: str, required: bool = True) -> str | None
     return value
 
 
+def parse_latency(document: dict, source: str) -> LatencyBudget | None:
+    section = document.get("latency")
+    if section is None:
+        return None
+    if not isinstance(section, dict) or set(section) != {"prefill_slack"}:
+        raise ValueError(f"{source}: [latency] must hold exactly 'prefill_slack'")
+    slack = _number(section, "prefill_slack", f"{source} [latency]")
+    if not 0 <= slack < 1:
+        raise ValueError(f"{source} [latency]: prefill_slack must be in [0, 1), got {slack}")
+    return LatencyBudget(prefill_slack=slack)
+
+
 def parse_budgets(document: dict, source: str) -> BudgetTable:
     """Validate one parsed budget document; every problem names the file and row."""
+    latency = parse_latency(document, source)
     rows = document.get("rows")
+    if latency is not None and rows is None:
+        return BudgetTable((), latency)
     if not isinstance(rows, list) or not rows:
-        raise ValueError(f"{source}: expected a non-empty 'rows' array of tables")
+        raise ValueError(f"{source}: expected a non-empty 'rows' array of tables (or a [latency] table)")
     flavors = document.get("flavors", {})
     if not isinstance(flavors, dict):
         raise ValueError(f"{source}: 'flavors' must be a table mapping model to flavour")
@@ -170,7 +194,7 @@ def parse_budgets(document: dict, source: str) -> BudgetTable:
             threshold=None if threshold is None else float(threshold),
             flavor=flavors.get(key.model), source=source,
         ))
-    return BudgetTable(tuple(budgets))
+    return BudgetTable(tuple(budgets), latency)
 
 
 def load_budgets(paths: str | Path | Iterable[str | Path]) -> BudgetTable:
@@ -190,17 +214,23 @@ def load_budgets(paths: str | Path | Iterable[str | Path]) -> BudgetTable:
             raise FileNotFoundError(f"budget file not found: {path}")
     budgets: list[AccuracyBudget] = []
     seen: dict[ResultKey, str] = {}
+    latency: LatencyBudget | None = None
     for file in files:
         try:
             document = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{file}: not valid TOML ({error})") from error
-        for budget in parse_budgets(document, str(file)):
+        table = parse_budgets(document, str(file))
+        if table.latency is not None:
+            if latency is not None:
+                raise ValueError(f"{file}: a second [latency] table (there must be one)")
+            latency = table.latency
+        for budget in table:
             if budget.key in seen:
                 raise ValueError(f"{file}: {budget.key.label()} is also budgeted in {seen[budget.key]}")
             seen[budget.key] = str(file)
             budgets.append(budget)
-    return BudgetTable(tuple(budgets))
+    return BudgetTable(tuple(budgets), latency)
 
 
 def default_budget_dir() -> Path:

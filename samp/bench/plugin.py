@@ -171,3 +171,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     failed = regressions(movements)
     if failed:
         terminalreporter.write_line(f"FAILED: {len(failed)} result(s) regressed", red=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def samp_model_cache():
+    from samp.bench.gpu_suite import ModelCache
+
+    return ModelCache()
+
+
+@pytest.fixture(scope="session")
+def samp_latency_book():
+    from samp.bench.gpu_suite import LatencyBook
+
+    return LatencyBook()

@@ -93,3 +93,19 @@ def peak_memory(device: str | torch.device | None) -> Iterator[dict]:
         if device.type == "cuda":
             synchronize(device)
             result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+
+
+@contextmanager
+def synchronizing_forward(module: torch.nn.Module) -> Iterator[None]:
+    """Synchronise the device after every forward of ``module`` inside the block, so host clocks read in later
+    forward hooks (an adapter's prefill clock) see finished work. A no-op on CPU parameters."""
+    parameter = next(module.parameters(), None)
+    if parameter is None or parameter.device.type != "cuda":
+        yield
+        return
+    device = parameter.device
+    handle = module.register_forward_hook(lambda *_: synchronize(device))
+    try:
+        yield
+    finally:
+        handle.remove()
