@@ -1,10 +1,14 @@
-"""Keep counts of the reference flavours against reference-algorithms.md §2 (its example table and rounding notes)."""
+"""Keep counts of the reference flavours against reference-algorithms.md §2 (its example table and rounding notes),
+and the row count every method returns (§4 output-count summary)."""
 import math
 
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import samp
-from samp.methods.reference import reference_keep_count, visionzip_counts
+from samp.methods.reference import llm_input_rows, reference_keep_count, reference_rows, visionzip_counts
 
 # (L, r, Qwen T, Qwen VisionZip, GLM T, Kimi T): the model-side example table of §2.
 SECTION_2_TABLE = [
@@ -90,3 +94,46 @@ def test_unknown_flavor_and_negative_length_are_rejected():
         reference_keep_count(10, 0.5, "whisper")
     with pytest.raises(ValueError, match="non-negative"):
         reference_keep_count(-1, 0.5, "glm_asr")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output counts of every method on random inputs (reference-algorithms.md §4 output-count summary)
+
+FRAMES_PER_TOKEN = {"qwen2_audio": 2, "glm_asr": 4, "kimi_audio": 4}
+METHODS = ("base", "visionzip", "vispruner", "cdpruner", "cdpruner-attention", "fastadasp", "fastadasp-attention",
+           "fastadasp-attention-dpp", "atome-merge", "atome-merge-attention", "atome-merge-attention-dpp", "samp")
+
+
+def expected_rows(method: str, length: int, keep_ratio: float, flavor: str) -> int:
+    keep = reference_keep_count(length, keep_ratio, flavor, method)
+    if method == "base":
+        return length
+    if method.startswith("atome-merge") and not method.endswith("dpp") and flavor != "kimi_audio":
+        return max(keep, math.ceil(length / 2))  # quirk 6; Kimi cuts or merges again down to T
+    return keep
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    flavor=st.sampled_from(sorted(FRAMES_PER_TOKEN)),
+    length=st.integers(min_value=6, max_value=24),
+    padding=st.integers(min_value=0, max_value=3),
+    keep_ratio=st.sampled_from([0.5, 0.6, 0.7, 0.9]),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_every_method_returns_the_documented_row_count(flavor, length, padding, keep_ratio, seed):
+    generator = torch.Generator().manual_seed(seed)
+    p = FRAMES_PER_TOKEN[flavor]
+    n = length + padding
+    features = torch.randn(1, n, 16, generator=generator)
+    attention = torch.softmax(torch.randn(1, 2, p * n, p * n, generator=generator), dim=-1)
+    keys = torch.randn(1, 2, p * n, 8, generator=generator)
+    lengths = torch.tensor([length])
+    for method in METHODS:
+        ratio = 1.0 if method == "base" else keep_ratio
+        results = reference_rows(features, lengths, method=method, keep_ratio=ratio, threshold=0.85,
+                                 attention=attention, keys=keys, frames_per_token=p, flavor=flavor)
+        assert results[0].rows.shape[0] == expected_rows(method, length, ratio, flavor), method
+        if flavor != "kimi_audio":
+            rows = llm_input_rows(results, features, lengths, keep_ratio=ratio, flavor=flavor, method=method)
+            assert rows[0].shape[0] == reference_keep_count(length, ratio, flavor, method), method
