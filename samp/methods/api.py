@@ -8,7 +8,7 @@ import torch
 
 from samp.methods.batch import Batch
 from samp.methods.counts import check_flavor, check_keep_ratio, keep_count
-from samp.methods.primitives import valid_mask, weighted_slots
+from samp.methods.primitives import normalised_weights, segment_sum, valid_mask
 from samp.methods.registry import get
 from samp.methods.result import Compressed
 from samp.methods.stats import AttentionStats, attention_stats, pool_keys
@@ -73,7 +73,7 @@ def compress(
         )
 
     stats = _stats(attention, keys, lengths, frames_per_token, batch_size, n, valid)
-    work = features.float().masked_fill(~valid[..., None], 0.0)
+    work = features.float()
     counts = torch.tensor([keep_count(int(length), keep_ratio) for length in lengths.tolist()],
                           dtype=torch.long, device=features.device)
     batch = Batch(features=work, lengths=lengths, counts=counts, threshold=float(threshold), seed=int(seed),
@@ -82,7 +82,10 @@ def compress(
     kept = (plan.slots.amax(dim=1) + 1).clamp_min(0)
     if not torch.equal(kept, counts):  # a method bug, never the caller's
         raise AssertionError(f"method {method!r} kept {kept.tolist()} tokens instead of {counts.tolist()}")
-    out, weights = weighted_slots(work, plan.slots, plan.weights.float(), int(counts.max()))
+    weights = normalised_weights(plan.slots, plan.weights.float(), int(counts.max()))
+    out = plan.features
+    if out is None:
+        out = segment_sum(work * weights[..., None], plan.slots, int(counts.max()))
     return Compressed(features=out.to(features.dtype), lengths=counts, assignment=plan.slots, weights=weights)
 
 
@@ -107,6 +110,9 @@ def _check_features(features, lengths) -> tuple[torch.Tensor, torch.Tensor]:
             f"lengths must be in 1..N={n} (an utterance needs at least one audio token); got {lengths.tolist()}"
         )
     valid = valid_mask(lengths, n)
+    # One cheap pass first: a NaN or inf anywhere in a row makes its sum non-finite.
+    if bool(torch.isfinite(features.sum(-1)).logical_or(~valid).all()):
+        return features, lengths
     finite = torch.isfinite(features).all(dim=-1) | ~valid
     if not bool(finite.all()):
         b, t = (int(i) for i in torch.nonzero(~finite)[0])

@@ -12,7 +12,11 @@ from samp.methods.stats import AttentionStats
 
 @dataclass(frozen=True)
 class Batch:
-    """A validated padded batch, float32, padding rows zeroed (so padding content can never leak into a result)."""
+    """A validated padded batch in float32.
+
+    Padding rows of ``features`` are left as they came (possibly NaN) rather than copied out, so every consumer must
+    mask them: ``unit`` is zero there, and padding tokens always get slot -1, which segment sums drop.
+    """
 
     features: torch.Tensor  # [B, N, C]
     lengths: torch.Tensor  # [B] long
@@ -27,7 +31,8 @@ class Batch:
 
     @cached_property
     def unit(self) -> torch.Tensor:
-        return unit_rows(self.features)
+        """Unit rows; zero on padding."""
+        return torch.where(self.valid[..., None], unit_rows(self.features), 0.0)
 
     @property
     def received(self) -> torch.Tensor:
@@ -40,7 +45,13 @@ class Batch:
 
 @dataclass(frozen=True)
 class Plan:
-    """Per input token: output slot (-1 pruned or padding) and raw non-negative weight inside that slot."""
+    """Per input token: output slot (-1 pruned or padding) and raw non-negative weight inside that slot.
+
+    A method that has already merged its kept slots (Samp merges every group before pruning) hands them over in
+    ``features`` ``[B, T_max, C]`` instead of having them summed again; they must be the weighted means the plan
+    describes (the property tests check that for every method).
+    """
 
     slots: torch.Tensor  # [B, N] long
     weights: torch.Tensor  # [B, N] float, raw (normalised per slot later)
+    features: torch.Tensor | None = None

@@ -89,4 +89,7 @@ def samp(batch: Batch) -> Plan:
             unit_rows(merged), group_valid, torch.where(needs_pruning, batch.counts, 0), relevance
         )
         keep = torch.where(needs_pruning[:, None], picked, group_valid)
-    return Plan(slots=slots_from_groups(ids, keep), weights=batch.received)
+    kept = merged.new_zeros(merged.shape[0], int(batch.counts.max()), merged.shape[2])
+    slot_mask = torch.arange(kept.shape[1], device=keep.device)[None, :] < batch.counts[:, None]
+    kept[slot_mask] = merged[keep]
+    return Plan(slots=slots_from_groups(ids, keep), weights=batch.received, features=kept)
