@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+import samp
+
 from samp.bench.budgets import AccuracyBudget, ResultKey, default_budget_dir, load_budgets, lower_is_better
 
 SEED = Path(__file__).resolve().parents[1].parent / "shared" / "seeds" / "samp-README.md"
@@ -30,6 +32,17 @@ def test_budget_files_cover_both_tables(budgets):
     assert ratios[("Qwen/Qwen2-Audio-7B", False, True)] == 1.0
     assert {b.flavor for b in budgets} == {"qwen2_audio", "kimi_audio", "glm_asr"}
     assert all(b.tolerance > 0 for b in budgets)
+
+
+def test_budget_rows_name_registered_datasets_subsets_and_flavours(budgets):
+    from samp.eval.datasets import get_dataset
+
+    for budget in budgets:
+        spec = get_dataset(budget.key.dataset)
+        assert budget.key.subset in spec.subsets, budget.key.label()
+        assert (budget.metric == "accuracy") == (spec.metric == "accuracy"), budget.key.label()
+        assert samp.keep_count(100, budget.key.keep_ratio, flavor=budget.flavor) > 0
+    assert budgets.latency is not None and 0 < budgets.latency.prefill_slack < 1
 
 
 def _seed_rows(text: str):
@@ -90,6 +103,20 @@ def test_bad_budget_rows_are_refused_naming_the_row(tmp_path, rows, message):
     with pytest.raises(ValueError, match=message) as error:
         load_budgets(path)
     assert "bad.toml" in str(error.value)
+
+
+def test_latency_table_is_validated(tmp_path):
+    path = tmp_path / "latency.toml"
+    path.write_text("[latency]\nprefill_slack = 1.5\n")
+    with pytest.raises(ValueError, match="prefill_slack must be in"):
+        load_budgets(path)
+    path.write_text("[latency]\nprefill_slack = 0.1\nprefill_ratio = 2\n")
+    with pytest.raises(ValueError, match="exactly 'prefill_slack'"):
+        load_budgets(path)
+    path.write_text("[latency]\nprefill_slack = 0.1\n")
+    (tmp_path / "again.toml").write_text("[latency]\nprefill_slack = 0.2\n")
+    with pytest.raises(ValueError, match="a second \\[latency\\] table"):
+        load_budgets(tmp_path)
 
 
 def test_corrupt_missing_and_conflicting_files(tmp_path):

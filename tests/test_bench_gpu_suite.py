@@ -3,7 +3,7 @@ works on a tiny real model (CPU here, CUDA on a GPU machine), and missing checkp
 import pytest
 
 import samp
-from samp.bench.budgets import load_budgets, default_budget_dir
+from samp.bench.budgets import default_budget_dir, load_budgets
 from samp.bench.gpu_suite import LatencyBook, ModelCache, accuracy_params, latency_params, measure_latency
 from samp.bench.gpu_suite import run_latency_budget
 from samp.bench.plugin import BenchPaths
@@ -37,7 +37,7 @@ def test_measure_latency_on_a_tiny_model(benchmark):
         measure_latency(adapter, method="base", keep_ratio=1.0, flavor="samp", benchmark=benchmark, new_tokens=1)
 
 
-def test_latency_budget_skips_without_a_checkpoint(tmp_path, benchmark):
+def test_latency_budget_skips_without_a_checkpoint(tmp_path):
     with pytest.raises(pytest.skip.Exception, match="not found: no config.json under"):
         run_latency_budget("Qwen/Qwen2-Audio-7B", "samp", 0.6, paths=BenchPaths(tmp_path, None), cache=ModelCache(),
-                           benchmark=benchmark, book=LatencyBook(), budgets=load_budgets(default_budget_dir()))
+                           benchmark=None, book=LatencyBook(), budgets=load_budgets(default_budget_dir()))
