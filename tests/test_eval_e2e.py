@@ -72,3 +72,28 @@ def test_base_method_keeps_every_token(checkpoint, tmp_path):
     assert samp_main(_argv(checkpoint, work, "--method", "base", "--keep-ratio", "1.0")) == 0
     (record,) = read_records(work / "records.jsonl")
     assert record.tokens_out == record.tokens_in and record.keep_ratio == 1.0 and record.method == "base"
+
+
+def test_eval_with_a_lowrank_encoder(checkpoint, tmp_path):
+    from samp.eval.runner import install_lowrank_encoder
+    from samp.lowrank import LowRankLinear
+
+    stats, plan, encoder = tmp_path / "stats.safetensors", tmp_path / "plan.json", tmp_path / "encoder"
+    assert samp_main(["lowrank", "calibrate", "--model", str(checkpoint), "--manifest", str(MANIFEST), "--limit", "4",
+                      "--out", str(stats)]) == 0
+    assert samp_main(["lowrank", "plan", "--stats", str(stats), "--rank-threshold", "0.9", "--rank-multiple", "8",
+                      "--out", str(plan)]) == 0
+    assert samp_main(["lowrank", "apply", "--model", str(checkpoint), "--stats", str(stats), "--plan", str(plan),
+                      "--out", str(encoder)]) == 0
+
+    model, _ = load(checkpoint)
+    install_lowrank_encoder(model, encoder)
+    assert any(isinstance(m, LowRankLinear) for m in model.modules())
+    with pytest.raises(ValueError, match="does not exist"):
+        install_lowrank_encoder(model, tmp_path / "nowhere")
+
+    work = tmp_path / "work"
+    assert samp_main(_argv(checkpoint, work, "--lowrank-encoder", str(encoder))) == 0
+    (record,) = read_records(work / "records.jsonl")
+    assert record.lowrank_plan == str(encoder) and record.n_failed == 0
+    assert (work / checkpoint.name / "samp-keep0.6-thr0.85-samp-encoder" / "test" / "predictions.jsonl").is_file()

@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--flavor", default="samp", help="compression flavour: samp or the model's reference one")
     evaluate.add_argument("--scorer", default="samp", choices=("samp", "evalkit"),
                           help="normalisation/scoring flavour (evalkit reproduces the reference harness)")
+    evaluate.add_argument("--lowrank-encoder", type=Path,
+                          help="directory written by 'samp lowrank apply': evaluate with that compressed encoder")
     evaluate.add_argument("--data-root", type=Path, help="folder holding <NAME>/<NAME>.jsonl manifests")
     evaluate.add_argument("--config", type=Path, help="Evalkit-style config.yaml naming manifest paths")
     evaluate.add_argument("--task", choices=("asr", "mqa"), default="asr", help="task of a manifest given by path")
@@ -70,12 +72,14 @@ def _datasets(args) -> list:
 
 
 def run_eval(args) -> int:
-    from samp.eval.runner import RunConfig, adapter_inference, distributed_context, evaluate, format_table
+    from samp.eval.runner import (RunConfig, adapter_inference, distributed_context, evaluate, format_table,
+                                  install_lowrank_encoder)
 
     try:
         config = RunConfig(model=str(args.model), method=args.method, keep_ratio=args.keep_ratio,
                            threshold=args.threshold, flavor=args.flavor, scorer=args.scorer,
-                           batch_size=args.batch_size, seed=args.seed)
+                           batch_size=args.batch_size, seed=args.seed,
+                           lowrank_plan=str(args.lowrank_encoder) if args.lowrank_encoder else None)
         datasets = _datasets(args)
     except ValueError as error:
         print(f"samp eval: {error}", file=sys.stderr)
@@ -90,6 +94,8 @@ def run_eval(args) -> int:
             import samp.models
 
             model, processor = samp.models.load(args.model, device=device)
+            if args.lowrank_encoder is not None:
+                install_lowrank_encoder(model, args.lowrank_encoder)
             infer = adapter_inference(samp.models.adapter_for(model, processor), config,
                                       max_new_tokens=args.max_new_tokens)
         device_name = torch.cuda.get_device_name() if device.startswith("cuda") else device

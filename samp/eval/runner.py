@@ -13,8 +13,8 @@ Work-dir layout::
 ``<run>`` is ``<model name>/<method>-keep<keep_ratio>-thr<threshold>-<flavor>[-<lowrank plan>]``. A result line
 holds the manifest fields, ``prediction`` (``null`` when the item failed, with ``error``), the ``prompt`` the model
 saw, audio token counts and stage timings. Lines are appended atomically, so a killed run resumes where it
-stopped: items already in any rank file are skipped, a torn last line is dropped. Ranks take every
-``world_size``-th manifest item (item ``i`` goes to rank ``i % world_size``).
+stopped: items already in any rank file are skipped, a torn last line is dropped. Rank ``r`` of ``world_size``
+processes (``torchrun``) takes the items whose manifest ``index % world_size == r``; rank 0 merges and scores.
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def run_inference(
     own_file = _rank_file(directory, rank)
     drop_torn_tail(own_file)
     done = _completed_indices(directory)
-    todo = [item for position, item in enumerate(items) if position % world_size == rank and item.index not in done]
+    todo = [item for item in items if item.index % world_size == rank and item.index not in done]
     bar = tqdm(total=len(todo), desc=f"{spec.name} rank {rank}", unit="item", disable=not progress, file=sys.stderr)
     try:
         for start in range(0, len(todo), batch_size):
@@ -363,6 +363,29 @@ def adapter_inference(adapter, config: RunConfig, *, max_new_tokens: int = 256) 
         return out
 
     return infer
+
+
+def install_lowrank_encoder(model, directory: str | Path) -> None:
+    """Swap ``model``'s audio encoder for the compressed one ``samp lowrank apply`` wrote to ``directory``
+    (before the adapter is built: adapters keep a reference to the encoder)."""
+    from samp.lowrank import load as load_encoder
+    from samp.lowrank.cli import audio_encoder
+    from samp.lowrank.layers import get_submodule_parent
+
+    dense = audio_encoder(model)
+    name = next((n for n, m in model.named_modules() if m is dense and n), None)
+    if name is None:
+        raise ValueError(f"cannot locate the audio encoder inside {type(model).__name__}")
+    parameter = next(dense.parameters())
+    try:
+        compressed = load_encoder(directory, device=parameter.device)
+    except FileNotFoundError as error:
+        raise ValueError(str(error)) from None
+    if type(compressed) is not type(dense):
+        raise ValueError(f"{directory} holds a {type(compressed).__name__}, but the model's audio encoder is a "
+                         f"{type(dense).__name__}")
+    parent, attribute = get_submodule_parent(model, name)
+    setattr(parent, attribute, compressed.to(dtype=parameter.dtype))
 
 
 def distributed_context():
