@@ -62,6 +62,11 @@ def test_evaluate_writes_result_lines_records_and_table(tmp_path, manifest):
     work = tmp_path / "work"
     records = evaluate(CONFIG, [(LIBRI, items)], work, scripted_transcriber, progress=False)
     assert [r.subset for r in records] == ["test_clean", "test_other"]
+    # fixed set: "twenty five ... two" normalises to "25 ... 2" (no error), fox/box and world/word are
+    # substitutions, "everyone" is deleted
+    clean, other = records
+    assert (clean.errors, clean.ref_tokens, clean.substitutions) == (1, 15, 1) and clean.wer == 1 / 15
+    assert (other.errors, other.ref_tokens, other.substitutions, other.deletions) == (2, 9, 1, 1)
     for record in records:
         subset_items = [it for it in ITEMS if it[2] == record.subset]
         expected = score_asr([r for r, _, _ in subset_items], [h for _, h, _ in subset_items], "en")

@@ -111,10 +111,20 @@ def aggregate_edits(edits: Sequence[ItemEdits]) -> AsrScore:
 
 def score_asr(refs: Sequence[str], hyps: Sequence[str | None], lang: str, flavor: str = "samp") -> AsrScore:
     """Corpus WER/CER of ``hyps`` against ``refs`` in language ``lang`` (``None`` hypothesis = failed item)."""
-    edits = item_edits(refs, hyps, lang, flavor)
+    return score_edits(item_edits(refs, hyps, lang, flavor), flavor)
+
+
+def scored_edits(edits: Sequence[ItemEdits], flavor: str = "samp") -> list[ItemEdits]:
+    """The items that enter the score: all of them in samp, the non-failed ones in evalkit."""
+    check_flavor(flavor)
+    return list(edits) if flavor == "samp" else [e for e in edits if not e.failed]
+
+
+def score_edits(edits: Sequence[ItemEdits], flavor: str = "samp") -> AsrScore:
+    """:func:`score_asr` from per-item counts (see the module docstring for the flavours)."""
     if flavor == "samp":
-        return aggregate_edits(edits)
-    scored = [e for e in edits if not e.failed]
+        return aggregate_edits(scored_edits(edits, flavor))
+    scored = scored_edits(edits, flavor)
     if not scored:
         raise ValueError(
             f"all {len(edits)} items failed: the reference harness divides 0 by 0 here (ZeroDivisionError)")

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 from samp.eval.datasets import DatasetSpec, task_prompt
 from samp.eval.jsonl import append_jsonl, drop_torn_tail, iter_jsonl
 from samp.eval.manifest import ManifestItem
-from samp.eval.metrics import aggregate_edits, bootstrap_ci, item_edits, score_asr
+from samp.eval.metrics import bootstrap_ci, item_edits, score_edits, scored_edits
 from samp.eval.mqa import score_mqa_items
 from samp.eval.normalize import check_flavor
 from samp.eval.records import Record, append_record, identity
@@ -230,11 +230,9 @@ def score_rows(rows: Sequence[dict], spec: DatasetSpec, scorer: str = "samp", *,
 
 
 def _score_asr_subset(subset, answers, predictions, lang, scorer, n_resamples, seed) -> SubsetScore:
-    score = score_asr(answers, predictions, lang, scorer)
-    edits = item_edits(answers, predictions, lang, scorer)
-    if scorer == "evalkit":  # the bootstrap resamples what was scored
-        edits = [e for e in edits if not e.failed]
-    aggregate_edits(edits)  # raises the same clear error as score_asr when nothing is scoreable
+    all_edits = item_edits(answers, predictions, lang, scorer)
+    score = score_edits(all_edits, scorer)
+    edits = scored_edits(all_edits, scorer)  # the bootstrap resamples what was scored
     low, high = bootstrap_ci([e.errors for e in edits], [e.ref_tokens for e in edits], n_resamples=n_resamples,
                              seed=seed)
     return SubsetScore(subset, "wer", score.wer, score.n_items, score.n_failed, low, high, errors=score.errors,
