@@ -218,3 +218,11 @@ def test_qwen2_audio_low_rank_encoder_with_token_compression_in_one_generate():
     before, after = result.audio_tokens[0]
     assert after == samp.keep_count(before, 0.5) < before
     assert result.sequences.shape[0] == 1 and result.sequences.shape[-1] >= 1
+
+
+def test_a_compressed_encoder_lists_its_dense_layers_only():
+    encoder = tiny_whisper_encoder()
+    compression = lowrank.plan(lowrank.calibrate(encoder, feature_batches(count=1), progress=False), "0.9:0.95")
+    lowrank.apply(encoder, compression)
+    remaining = {layer.name for layer in lowrank.find_encoder_linears(encoder)}
+    assert remaining == {layer.name for layer in compression.layers if layer.rank is None}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from samp.lowrank.modules import LowRankLinear
+
 ATTENTION = "attention"
 MLP = "mlp"
 ROLES = (ATTENTION, MLP)
@@ -79,8 +81,12 @@ def find_encoder_linears(encoder: nn.Module) -> tuple[EncoderLinear, ...]:
     found = []
     for block_index, block in enumerate(blocks):
         attention_child = _attention_child(block)
+        inside_low_rank = tuple(
+            f"{name}." for name, module in block.named_modules() if isinstance(module, LowRankLinear)
+        )
         for sub_name, module in block.named_modules():
-            if not isinstance(module, nn.Linear):
+            # the two halves of an already low-rank layer are not layers to compress again
+            if not isinstance(module, nn.Linear) or sub_name.startswith(inside_low_rank):
                 continue
             role = ATTENTION if sub_name.split(".")[0] == attention_child else MLP
             found.append(
