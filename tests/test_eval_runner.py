@@ -220,3 +220,25 @@ def test_cli_reeval_and_errors(tmp_path, manifest, capsys):
     code = samp_main(["eval", "--model", "tiny", "--data", "LibriSpeech", "--data-root", str(manifest.parent.parent),
                       "--work-dir", str(work), "--reeval", "--limit", "2"])
     assert code == 2 and "no manifest for LibriSpeech" in capsys.readouterr().err
+
+
+def test_mqa_dataset_through_the_runner(tmp_path):
+    vocal = get_dataset("VocalSound")
+    directory = tmp_path / "data"
+    directory.mkdir()
+    soundfile.write(str(directory / "tone.wav"), np.zeros(1600, dtype=np.float32), 16000)
+    said = [("Laughter", "A"), ("Cough", "The answer is C."), ("Sniff", "sniff"), ("Sigh", "D"), ("Sneeze", "FAIL")]
+    rows = [{"index": i, "audio_path": "tone.wav", "question": vocal.question, "answer": answer,
+             "subset": "voice_classification", "meta": {"heard": heard}} for i, (answer, heard) in enumerate(said)]
+    (directory / "VocalSound.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def answering(spec, items):
+        if any(item.meta["heard"] == "FAIL" for item in items):
+            raise RuntimeError("no answer")
+        return [Prediction(text=item.meta["heard"], prompt=item.question) for item in items]
+
+    (record,) = evaluate(RunConfig(model="m"), [(vocal, load_manifest(directory / "VocalSound.jsonl"))],
+                         tmp_path / "work", answering, progress=False)
+    assert (record.metric, record.correct, record.total, record.n_failed) == ("accuracy", 3, 5, 1)
+    assert record.accuracy == 0.6 and record.wer is None and record.coverage == 0.8
+    assert 0.0 <= record.ci_low <= 0.6 <= record.ci_high <= 1.0
