@@ -97,3 +97,8 @@ def test_eval_with_a_lowrank_encoder(checkpoint, tmp_path):
     (record,) = read_records(work / "records.jsonl")
     assert record.lowrank_plan == str(encoder) and record.n_failed == 0
     assert (work / checkpoint.name / "samp-keep0.6-thr0.85-samp-encoder" / "test" / "predictions.jsonl").is_file()
+
+
+def test_a_directory_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert samp_main(_argv(tmp_path / "not-a-model", tmp_path / "work")) == 2
+    assert "has no config.json" in capsys.readouterr().err

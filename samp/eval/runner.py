@@ -396,9 +396,9 @@ def distributed_context():
         return 0, 1, (lambda: None), (lambda: None)
     import torch
 
+    if torch.cuda.is_available():  # before the process group, so NCCL knows each rank's GPU
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return dist.get_rank(), dist.get_world_size(), dist.barrier, dist.destroy_process_group
 
