@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 import transformers
 from torch import nn
 
@@ -40,15 +41,23 @@ def adapter_for(model: nn.Module, processor: Any) -> Adapter:
 
 
 def load(model_dir: str | Path, *, dtype=None, device: str | None = None, attn_implementation: str = "sdpa"):
-    """``(model, processor)`` from a local checkpoint directory, with the stock classes (no remote code)."""
+    """``(model, processor)`` from a local checkpoint directory, with the stock classes (no remote code).
+
+    The processor comes from ``model_dir/processor`` when that folder exists, else from ``model_dir``. A Kimi-Audio
+    checkpoint (``kimia_*`` config fields) loads as :class:`samp.models.kimi.KimiAudioLite`."""
     model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{model_dir} has no config.json: not a model checkpoint directory")
     try:
-        architectures = json.loads(config_path.read_text()).get("architectures") or []
+        raw = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+    if "kimia_adaptor_input_dim" in raw:  # Kimi-Audio: never a transformers class; samp's stock-class composition
+        from samp.models.kimi import load_kimi_audio
+
+        return load_kimi_audio(model_dir, dtype=dtype or torch.float32)
+    architectures = raw.get("architectures") or []
     if getattr(transformers, "AutoProcessor", None) is None:
         raise ValueError(f"transformers {transformers.__version__} has no AutoProcessor")
     name = next((a for a in architectures if a in _ADAPTERS), None)

@@ -205,3 +205,75 @@ def _pin_generation_config(model, eos_token_id: int) -> None:
     model.generation_config.eos_token_id = eos_token_id
     model.generation_config.pad_token_id = eos_token_id
     model.generation_config.bos_token_id = eos_token_id
+
+
+KIMI_SPECIAL_TOKENS = (  # ids 300… as in shared/golden/models/kimi
+    "<|im_media_begin|>", "<|im_media_end|>", "<|im_kimia_text_blank|>", "<|im_kimia_text_eos|>",
+    "<|im_kimia_user_msg_start|>", "<|im_kimia_assistant_msg_start|>", "<|im_kimia_speech_ct_id|>",
+    "<|im_msg_end|>", "<|im_kimia_speech_ctd_id|>", "<|im_user_msg_start|>",
+)
+KIMI_SEMANTIC_OFFSET = 310  # discrete speech tokens are ids 310…399 of the tiny vocabulary
+
+
+def byte_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int):
+    """Byte-level tokenizer whose id of a byte is the byte's value (Kimi's tiny goldens tokenise text that way)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    # ByteLevel maps byte b to a printable symbol; rebuild that table to number symbols by byte value
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    symbols, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            symbols[chr(byte)] = byte
+        else:
+            symbols[chr(256 + extra)] = byte
+            extra += 1
+    if set(symbols) != set(alphabet):
+        raise RuntimeError("tokenizers' ByteLevel alphabet is not the GPT-2 byte table this builder assumes")
+    backend = Tokenizer(models.BPE(vocab=symbols, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    for offset, token in enumerate(special_tokens):
+        while backend.get_vocab_size() < first_special_id + offset:
+            backend.add_tokens([f"<|unused_{backend.get_vocab_size()}|>"])
+        backend.add_special_tokens([token])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, model_input_names=["input_ids", "attention_mask"],
+                                   clean_up_tokenization_spaces=False)
+
+
+def tiny_kimi_audio(*, attn_implementation: str = "sdpa", whisper_attn_implementation: str = "sdpa"):
+    """``(KimiAudioLite, KimiAudioProcessor)``: Qwen2 trunk hidden 64 (4 layers, 4/2 heads, vocab 400), Whisper
+    encoder d=32 (2 layers, 4 heads, 30 s window), VQ adaptor 128→64; the weights of ``shared/golden/models/kimi``
+    (whose reference ran the Whisper encoder with eager attention and the trunk with SDPA)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM, WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from samp.models.kimi import KimiAudioLite, KimiAudioProcessor, KimiTokens, vq_adaptor
+
+    tokenizer = byte_tokenizer(KIMI_SPECIAL_TOKENS, first_special_id=300)
+    tokens = KimiTokens.from_tokenizer(tokenizer)
+    trunk_config = Qwen2Config(
+        vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-6, rope_theta=10000.0,
+        hidden_act="silu", tie_word_embeddings=False, use_sliding_window=False, sliding_window=4096,
+        max_window_layers=28, attention_dropout=0.0, eos_token_id=tokens.text_eos, pad_token_id=tokens.text_eos,
+        bos_token_id=tokens.text_eos,
+    )
+    trunk = Qwen2ForCausalLM._from_config(trunk_config, attn_implementation=attn_implementation)
+    whisper_config = WhisperConfig(
+        d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64, decoder_layers=1,
+        decoder_attention_heads=4, decoder_ffn_dim=64, num_mel_bins=128, max_source_positions=1500,
+        max_target_positions=64, vocab_size=100, activation_function="gelu", dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, scale_embedding=False, pad_token_id=0, bos_token_id=0, eos_token_id=0,
+        decoder_start_token_id=1,
+    )
+    whisper = WhisperEncoder._from_config(whisper_config, attn_implementation=whisper_attn_implementation)
+    adaptor = vq_adaptor(128, 64, eps=1e-6)
+    seeded_init_(trunk, canonical=lambda name: name)
+    seeded_init_(whisper, canonical=lambda name: name)
+    seeded_init_(adaptor, canonical=lambda name: "model.vq_adaptor.layers." + name)
+    _pin_generation_config(trunk, tokens.text_eos)
+    model = KimiAudioLite(trunk.eval(), whisper.eval(), adaptor.eval(), tokens)
+    return model, KimiAudioProcessor(whisper_feature_extractor(30), tokenizer)

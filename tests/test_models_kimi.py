@@ -1,0 +1,151 @@
+"""Kimi-Audio text path on stock classes (kimi-lite): prompt streams, fusion, position dropping, parity with the
+SA-MAP reference goldens (``shared/golden/models/kimi``, copied to ``fixtures/models/kimi_golden.json``)."""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from samp.models import adapter_for, load
+from samp.models.kimi import KimiAudioAdapter, KimiAudioLite, kimi_token_count
+from samp.models.tiny import tiny_kimi_audio
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+GOLDEN = json.loads((FIXTURES / "kimi_golden.json").read_text())
+PROMPT = GOLDEN["question"] + "<audio>"
+CASES = [(c, w) for c in GOLDEN["configs"] for w in GOLDEN["waves"]]
+
+
+def sha1_16(tensor):
+    return hashlib.sha1(tensor.detach().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def wave(name):
+    return np.load(FIXTURES / f"{name}.npy")
+
+
+@pytest.fixture(scope="module")
+def reference_like():
+    """Whisper with eager attention and an SDPA trunk, as the reference ran."""
+    model, processor = tiny_kimi_audio(whisper_attn_implementation="eager")
+    return adapter_for(model, processor)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, processor = tiny_kimi_audio()
+    return adapter_for(model, processor)
+
+
+def test_adapter_for_picks_kimi(tiny):
+    assert isinstance(tiny, KimiAudioAdapter)
+
+
+@pytest.mark.parametrize("name", list(GOLDEN["waves"]))
+def test_prompt_streams_equal_the_reference_layout(tiny, name):
+    expected = GOLDEN["waves"][name]
+    assert kimi_token_count(wave(name).size) == expected["T"]
+    streams = tiny.streams(PROMPT, expected["semantic_ids"])
+    assert streams.audio_ids.tolist() == expected["audio_input_ids"]
+    assert streams.text_ids.tolist() == expected["text_input_ids"]
+    assert streams.continuous.int().tolist() == expected["is_continuous_mask"]
+
+
+@pytest.mark.parametrize("config, name", CASES, ids=[f"{c}-{w[:4]}" for c, w in CASES])
+def test_reference_flavour_reproduces_the_golden(reference_like, config, name):
+    entry, semantic = GOLDEN["configs"][config], GOLDEN["waves"][name]["semantic_ids"]
+    expected = entry["waves"][name]
+    tokens = reference_like.encode([wave(name)], attention=True)
+    kept = reference_like.compress(tokens, method=entry["method"], keep_ratio=entry["keep_ratio"],
+                                   threshold=entry["threshold"], flavor="kimi_audio")
+    assert kept.counts == [expected["K"]]
+    assert kept.positions[0].tolist() == expected["kept_positions"]
+    assert sha1_16(kept.rows[0]) == expected["rows_sha1_16"]
+    embeds, mask = reference_like.prefill_batch(PROMPT, [semantic], kept)
+    assert embeds.shape[1] == expected["prefill_length"]
+    assert sha1_16(embeds[0]) == expected["prefill_embeds_sha1_16"]
+    with torch.no_grad():
+        logits = reference_like.model.trunk(inputs_embeds=embeds, attention_mask=mask).logits[0]
+    assert sha1_16(logits) == expected["prefill_logits_sha1_16"]
+    result = reference_like.generate([wave(name)], PROMPT, semantic_ids=[semantic], method=entry["method"],
+                                     keep_ratio=entry["keep_ratio"], threshold=entry["threshold"],
+                                     flavor="kimi_audio", max_new_tokens=8, do_sample=False)
+    assert result.sequences[0].tolist() == expected["text_tokens"]
+    assert result.audio_tokens == [(GOLDEN["waves"][name]["T"], expected["K"])]
+
+
+def test_sdpa_whisper_gives_the_reference_tokens(tiny):
+    for name, w in GOLDEN["waves"].items():
+        result = tiny.generate([wave(name)], PROMPT, semantic_ids=[w["semantic_ids"]], method="base",
+                               keep_ratio=1.0, max_new_tokens=8, do_sample=False)
+        assert result.sequences[0].tolist() == GOLDEN["configs"]["base"]["waves"][name]["text_tokens"]
+
+
+def test_batch_with_different_kept_counts_equals_single_runs(tiny):
+    names = list(GOLDEN["waves"])
+    semantic = [GOLDEN["waves"][n]["semantic_ids"] for n in names]
+    batch = tiny.generate([wave(n) for n in names], PROMPT, semantic_ids=semantic, method="samp", keep_ratio=0.5,
+                          max_new_tokens=8, do_sample=False)
+    assert batch.audio_tokens[0][1] != batch.audio_tokens[1][1]
+    for b, name in enumerate(names):
+        single = tiny.generate([wave(name)], PROMPT, semantic_ids=[semantic[b]], method="samp", keep_ratio=0.5,
+                               max_new_tokens=8, do_sample=False)
+        assert single.audio_tokens[0] == batch.audio_tokens[b]
+        assert single.sequences[0].tolist() == batch.sequences[b][: single.sequences.shape[1]].tolist()
+
+
+def test_compression_drops_whole_positions(tiny):
+    name = next(iter(GOLDEN["waves"]))
+    semantic = GOLDEN["waves"][name]["semantic_ids"]
+    tokens = tiny.encode([wave(name)], attention=True)
+    kept = tiny.compress(tokens, method="samp", keep_ratio=0.5, threshold=0.85, flavor="samp")
+    full = tiny.streams(PROMPT, semantic)
+    embeds, _ = tiny.prefill_batch(PROMPT, [semantic], kept)
+    assert embeds.shape[1] == full.audio_ids.shape[0] - (int(tokens.lengths[0]) - kept.counts[0])
+    assert kept.positions[0].tolist() == sorted(kept.positions[0].tolist())
+
+
+def test_continuous_features_change_the_logits(tiny):
+    name = next(iter(GOLDEN["waves"]))
+    semantic = GOLDEN["waves"][name]["semantic_ids"]
+    tokens = tiny.encode([wave(name)])
+    kept = tiny.compress(tokens, method="base", keep_ratio=1.0, threshold=0.85, flavor="samp")
+    silent = type(kept)(rows=(torch.zeros_like(kept.rows[0]),), positions=kept.positions)
+    with torch.no_grad():
+        audio = tiny.model.trunk(inputs_embeds=tiny.prefill_batch(PROMPT, [semantic], kept)[0]).logits[0, -1]
+        zero = tiny.model.trunk(inputs_embeds=tiny.prefill_batch(PROMPT, [semantic], silent)[0]).logits[0, -1]
+    assert (audio - zero).abs().max() > 0.5
+
+
+def test_semantic_ids_are_required_and_counted(tiny):
+    name = next(iter(GOLDEN["waves"]))
+    with pytest.raises(ValueError, match="needs semantic_ids"):
+        tiny.generate([wave(name)], PROMPT, method="base", keep_ratio=1.0)
+    with pytest.raises(ValueError, match="needs 32"):
+        tiny.generate([wave(name)], PROMPT, semantic_ids=[[310] * 5], method="base", keep_ratio=1.0)
+    with pytest.raises(ValueError, match="exactly one '<audio>'"):
+        tiny.generate([wave(name)], "no audio here", semantic_ids=[[310] * 32], method="base", keep_ratio=1.0)
+
+
+def test_load_reads_an_official_layout_checkpoint(tiny, tmp_path):
+    """Save the tiny model in Kimi-Audio's checkpoint layout (mimo branch included) and load it back."""
+    model = tiny.model
+    trunk_state = {k: v.contiguous() for k, v in model.trunk.state_dict().items()}
+    trunk_state["mimo_output.weight"] = torch.zeros(400, 64)  # the audio head samp ignores
+    trunk_state.update({f"model.vq_adaptor.layers.{k}": v for k, v in model.adaptor.state_dict().items()})
+    save_file(trunk_state, tmp_path / "model.safetensors")
+    config = model.trunk.config.to_dict() | {"kimia_adaptor_input_dim": 128, "kimia_token_offset": 310}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "whisper").mkdir()
+    model.whisper.config.save_pretrained(tmp_path / "whisper")
+    save_file({k: v.contiguous() for k, v in model.whisper.state_dict().items()}, tmp_path / "whisper" / "model.safetensors")
+    tiny.tokenizer.save_pretrained(tmp_path)
+    loaded, processor = load(tmp_path)
+    assert isinstance(loaded, KimiAudioLite)
+    name, w = next(iter(GOLDEN["waves"].items()))
+    kwargs = dict(semantic_ids=[w["semantic_ids"]], method="base", keep_ratio=1.0, max_new_tokens=8, do_sample=False)
+    again = adapter_for(loaded, processor).generate([wave(name)], PROMPT, **kwargs)
+    assert again.sequences.tolist() == tiny.generate([wave(name)], PROMPT, **kwargs).sequences.tolist()
