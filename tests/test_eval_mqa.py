@@ -3,6 +3,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from samp.eval import get_dataset, parse_options, score_mqa, score_mqa_items
 from samp.eval.mqa import extract_choice_evalkit
@@ -79,3 +81,21 @@ def test_bad_input():
         score_mqa(MMAU, "B", "Car horn", "mmau-test-mini", flavor="gpt")
     with pytest.raises(ValueError, match="item 1"):
         score_mqa_items([MMAU, MMAU], ["B", "B"], ["Car horn", "Trumpet"], "mmau-test-mini")
+
+
+LABELS = ["Dog barking", "Car horn", "Rain", "Thunder", "Siren", "Bird song"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 6), st.data())
+def test_samp_reads_every_common_answer_form(n_options, data):
+    texts = LABELS[:n_options]
+    prompt = "Which sound is it?\n" + " ".join(f"({chr(65 + i)}) {t}" for i, t in enumerate(texts))
+    gold = data.draw(st.integers(0, n_options - 1))
+    other = data.draw(st.integers(0, n_options - 1).filter(lambda i: i != gold))
+    form = data.draw(st.sampled_from(["{L}", "({L})", "{L}.", "{l}", "{L}) {T}", "The answer is {L}.",
+                                      "Answer: ({L})", "the answer is {l}.", "I would choose {L}.", "{T}",
+                                      "It sounds like {t}."]))
+    say = lambda i: form.format(L=chr(65 + i), l=chr(97 + i), T=texts[i], t=texts[i].lower())  # noqa: E731
+    assert score_mqa(prompt, say(gold), texts[gold], "mmau-test-mini")
+    assert not score_mqa(prompt, say(other), texts[gold], "mmau-test-mini")

@@ -9,7 +9,8 @@ Failed items (hypothesis ``None``: inference crashed, audio skipped) are handled
   so ``coverage`` drops. A method that fails on hard items cannot look better by failing.
 * ``evalkit``: dropped before scoring, as the reference drops ``'null'`` predictions; where the reference crashes
   (no item left, or an empty reference among the first five scored items, which its debug print indexes) a
-  ``ValueError`` says so instead.
+  ``ValueError`` says so instead. Reading the reference's eval files with pandas (which turns a numeric-looking
+  column such as ``007`` into ``7.0``) is not reproduced: samp's result lines are read as JSON strings.
 """
 from __future__ import annotations
 

@@ -109,6 +109,8 @@ def _words(text: str) -> str:
 _WHOLE_LETTER = re.compile(r"^\W*\(?([A-Za-z])\)?\W*$")
 _LEADING_LETTER = re.compile(r"^\s*\(?([A-Za-z])[.):,](?:\s|$)")
 _CUED_LETTER = re.compile(r"(?:answer|option|choice)(?:\s+is)?\s*[:\s]\s*\(?([A-Z])\b(?![\w'])")
+# a lower-case letter after a cue only where nothing follows it ("the answer is c."), not "the answer is a cough"
+_CUED_FINAL_LETTER = re.compile(r"(?:answer|option|choice)(?:\s+is)?\s*[:\s]\s*\(?([a-z])\)?[.,;!]?\s*$", re.I)
 _BRACKETED_LETTER = re.compile(r"\(([A-Z])\)")
 _CLAUSE_END_LETTER = re.compile(r"(?<![\w'])([A-Z])(?:[.,;!](?:\s|$)|$)")
 _ALTERNATIVE_LETTERS = re.compile(r"(?<![\w'])\(?([A-Z])\)?\s+(?:or|and)\s+\(?([A-Z])\b")
@@ -122,7 +124,7 @@ def _letters_named(response: str, letters: set[str]) -> set[str]:
     leading = _LEADING_LETTER.match(response)
     if leading:
         found.add(leading.group(1).lower())
-    for pattern in (_CUED_LETTER, _BRACKETED_LETTER, _CLAUSE_END_LETTER):
+    for pattern in (_CUED_LETTER, _CUED_FINAL_LETTER, _BRACKETED_LETTER, _CLAUSE_END_LETTER):
         found.update(m.lower() for m in pattern.findall(response))
     for first, second in _ALTERNATIVE_LETTERS.findall(response):  # "B or C" names two options
         found.update((first.lower(), second.lower()))
