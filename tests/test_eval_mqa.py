@@ -57,6 +57,7 @@ def test_samp_flavour_maps_tut2017_labels_and_meld_without_options():
     # Qwen2-Audio's MELD prompt lists no options: the dataset's labels are used, whole words only
     assert score_mqa(MELD_QWEN, "joy", "joy", "MELD")
     assert not score_mqa(MELD_QWEN, "joyful", "joy", "MELD")
+    assert not score_mqa(MELD_QWEN, "B", "joy", "MELD")  # no letters were shown, so none is read
 
 
 def test_meld_substring_fallback_is_evalkit_only():

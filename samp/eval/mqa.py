@@ -131,10 +131,13 @@ def _letters_named(response: str, letters: set[str]) -> set[str]:
     return found & letters
 
 
-def choose_option_samp(response: str, options: dict[str, list[str]]) -> str | None:
-    """The option key ``response`` selects, or ``None`` when it names none or several."""
+def choose_option_samp(response: str, options: dict[str, list[str]], *, read_letters: bool = True) -> str | None:
+    """The option key ``response`` selects, or ``None`` when it names none or several. With ``read_letters=False``
+    (the model was shown no lettered options) only option texts count."""
     letter_to_option = {letter: text for text, letters in options.items() for letter in letters}
-    named = {letter_to_option[letter] for letter in _letters_named(response, set(letter_to_option))}
+    named = set()
+    if read_letters:
+        named = {letter_to_option[letter] for letter in _letters_named(response, set(letter_to_option))}
     if not named:
         words = _words(response)
         named = {text for text in options if _words(text).strip() and _words(text) in words}
@@ -147,7 +150,8 @@ def _score_samp(prompt: str, prediction: str | None, answer: str, dataset: str) 
     if prediction is None:
         return False
     options = parse_options(prompt)
-    if not options:
+    shown = bool(options)
+    if not shown:
         from samp.eval.datasets import get_dataset
 
         labels = get_dataset(dataset).labels
@@ -157,7 +161,7 @@ def _score_samp(prompt: str, prediction: str | None, answer: str, dataset: str) 
     gold = [text for text in options if _label_key(text) == _label_key(str(answer))]
     if not gold:
         raise ValueError(f"gold answer {answer!r} matches none of the options {sorted(options)}")
-    return choose_option_samp(prediction, options) in gold
+    return choose_option_samp(prediction, options, read_letters=shown) in gold
 
 
 def score_mqa(prompt: str, prediction: str | None, answer: str, dataset: str, flavor: str = "samp") -> bool:
