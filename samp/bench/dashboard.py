@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -93,7 +92,7 @@ def _pareto(model: str, family: str, latest: Sequence[Observation], budgets: Bud
             fractions = [o.kept_fraction for o in group.observations]
             kept = _mean(fractions) if all(f is not None for f in fractions) else group.keep_ratio
             kept_points.append((kept, score))
-            prefill = [o.seconds("prefill") for o in group.observations]
+            prefill = [o.seconds_per_item("prefill") for o in group.observations]
             if all(p is not None for p in prefill):
                 prefill_points.append((1000 * _mean(prefill), score))
         index = methods.index(method)
@@ -117,7 +116,7 @@ def _pareto(model: str, family: str, latest: Sequence[Observation], budgets: Bud
     charts = [line_chart(published_lines + kept_lines, title=f"{model}: score vs kept tokens", x_label="kept tokens (fraction of input)",
                          y_label=y_label, kind="pareto-kept")]
     if prefill_lines:
-        charts.append(line_chart(prefill_lines, title=f"{model}: score vs prefill time", x_label="prefill ms (mean)",
+        charts.append(line_chart(prefill_lines, title=f"{model}: score vs prefill time", x_label="prefill ms per utterance (mean over sets)",
                                  y_label=y_label, kind="pareto-prefill"))
     if not comparable:
         charts.append('<p class="note">No dataset was measured by every method × ratio: averages span different sets.</p>')
@@ -208,13 +207,19 @@ def render_dashboard(observations: Sequence[Observation], *, budgets: BudgetTabl
     methods = sorted({o.key.method for o in observations}, key=lambda m: (m != BASE_METHOD, m))
     if budgets is not None:
         methods += sorted({b.key.method for b in budgets} - set(methods))
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # The newest record's time, not the wall clock: the same history always gives the same page.
+    newest = max((o.timestamp for o in observations if o.timestamp), default="unknown")
     runs = {_run_label(o) for o in observations}
     body = [f"<h1>{escape(title)}</h1>",
-            f'<p class="note">{len(observations)} records, {len(runs)} run(s), {len(series)} series; generated {generated}. '
+            f'<p class="note">{len(observations)} records, {len(runs)} run(s), {len(series)} series; '
+            f'newest record {escape(newest)}. '
             f'Scores in percent; regressions: worse than the previous run by more than {100 * tolerance:g} points '
             f'and outside its confidence interval.</p>',
             "<h2>Regressions</h2>", _regression_table(series)]
+    if assignments:
+        body.append('<h2>Which tokens one utterance kept and merged</h2><div class="grid">')
+        body.extend(assignment_strip(assignment, title=label) for label, assignment in assignments.items())
+        body.append("</div>")
     for model in sorted({o.key.model for o in observations}):
         body.append(f'<section class="model"><h2>{escape(model)}</h2>')
         model_latest = [o for key, o in latest.items() if key.model == model]
@@ -232,10 +237,6 @@ def render_dashboard(observations: Sequence[Observation], *, budgets: BudgetTabl
                                          and metric_family_of(s.metric) == family], methods))
             body.append("</div>")
         body.append("</section>")
-    if assignments:
-        body.append('<h2>Which tokens one utterance kept and merged</h2><div class="grid">')
-        body.extend(assignment_strip(assignment, title=label) for label, assignment in assignments.items())
-        body.append("</div>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 

@@ -25,6 +25,7 @@ class Observation:
     ci_low: float | None = None
     ci_high: float | None = None
     coverage: float | None = None
+    n_items: int | None = None
     tokens_in: float | None = None
     tokens_out: float | None = None
     stage_seconds: tuple[tuple[str, float], ...] = ()
@@ -46,7 +47,14 @@ class Observation:
         return self.tokens_out / self.tokens_in
 
     def seconds(self, stage: str) -> float | None:
+        """Seconds in ``stage`` summed over the record's items (as records store them)."""
         return dict(self.stage_seconds).get(stage)
+
+    def seconds_per_item(self, stage: str) -> float | None:
+        total = self.seconds(stage)
+        if total is None or not self.n_items:
+            return None
+        return total / self.n_items
 
 
 def _finite(value) -> float | None:
@@ -75,6 +83,7 @@ def observation_from_record(record: Record | Mapping[str, Any]) -> Observation:
         ci_low=_finite(record.ci_low),
         ci_high=_finite(record.ci_high),
         coverage=_finite(record.coverage),
+        n_items=record.n_items,
         tokens_in=_finite(record.tokens_in),
         tokens_out=_finite(record.tokens_out),
         stage_seconds=stages,

@@ -39,7 +39,7 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def _format_tick(value: float) -> str:
-    return f"{value:.4g}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,11 @@ def _heat_colour(value: float, scale: float) -> str:
 def heatmap(rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float | None]], *, title: str,
             kind: str, scale: float = 1.0, cell_w: int = 64, cell_h: int = 24) -> str:
     """A table-like heat map; ``values[r][c]`` is a relative degradation (0.25 = 25 % worse), ``None`` blank."""
+    if not rows or not columns:
+        raise ValueError(f"heatmap {title!r} needs at least one row and one column")
     if len(values) != len(rows) or any(len(row) != len(columns) for row in values):
         raise ValueError("heatmap values must be len(rows) x len(columns)")
-    left, top = 170, 110
+    left, top = 170, 36 + round(0.66 * 6.2 * max(len(column) for column in columns))
     width, height = left + cell_w * len(columns) + 80, top + cell_h * len(rows) + 10
     out = [f'<svg class="plot" data-kind="{escape(kind)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
