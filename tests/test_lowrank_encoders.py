@@ -226,3 +226,26 @@ def test_a_compressed_encoder_lists_its_dense_layers_only():
     lowrank.apply(encoder, compression)
     remaining = {layer.name for layer in lowrank.find_encoder_linears(encoder)}
     assert remaining == {layer.name for layer in compression.layers if layer.rank is None}
+
+
+def test_frame_mask_counts_only_the_marked_frames():
+    encoder = tiny_qwen2_audio_encoder()
+    features = feature_batches(count=1)[0]
+    frames = MEL_FRAMES // 2
+    mask = torch.arange(frames)[None, :] < torch.tensor([[30], [70]])
+    masked = lowrank.calibrate(encoder, [{"input_features": features, "frame_mask": mask}], progress=False)
+    unmasked = lowrank.calibrate(encoder, [features], progress=False)
+    captured = {}
+    handle = encoder.get_submodule("layers.1.fc2").register_forward_hook(lambda m, i, o: captured.update(y=o.detach()))
+    with torch.no_grad():
+        encoder(features)
+    handle.remove()
+    kept = captured["y"][mask].to(torch.float64)
+    for stats in masked.layers:
+        assert stats.count == 100
+    fc2 = masked.layer("layers.1.fc2")
+    torch.testing.assert_close(fc2.output_sum, kept.sum(0))
+    torch.testing.assert_close(fc2.output_outer_sum, kept.T @ kept)
+    assert unmasked.layer("layers.1.fc2").count == 2 * frames
+    with pytest.raises(ValueError, match=r"frame_mask of shape \(2, 99\) does not match"):
+        lowrank.calibrate(encoder, [{"input_features": features, "frame_mask": mask[:, :99]}], progress=False)

@@ -133,10 +133,20 @@ class StatsAccumulator:
         self.output_sum = None
         self.output_outer_sum = None
 
-    def update(self, outputs: torch.Tensor) -> None:
+    def update(self, outputs: torch.Tensor, frame_mask: torch.Tensor | None = None) -> None:
+        """Add ``outputs`` (``[..., out_features]``); with ``frame_mask`` (bool, ``outputs.shape[:-1]``) only the
+        rows it marks."""
         if outputs.shape[-1] != self.layer.out_features:
             raise ValueError(f"{self.layer.name}: outputs of width {outputs.shape[-1]}, expected {self.layer.out_features}")
-        rows = outputs.detach().reshape(-1, outputs.shape[-1]).to(torch.float64)
+        outputs = outputs.detach()
+        if frame_mask is not None:
+            if tuple(frame_mask.shape) != tuple(outputs.shape[:-1]):
+                raise ValueError(
+                    f"{self.layer.name}: frame_mask of shape {tuple(frame_mask.shape)} does not match the layer's "
+                    f"output frames {tuple(outputs.shape[:-1])}"
+                )
+            outputs = outputs[frame_mask.to(device=outputs.device, dtype=torch.bool)]
+        rows = outputs.reshape(-1, outputs.shape[-1]).to(torch.float64)
         if not torch.isfinite(rows).all():
             raise ValueError(f"non-finite activations (NaN or infinity) at the output of layer {self.layer.name}")
         if self.output_sum is None:
@@ -146,29 +156,39 @@ class StatsAccumulator:
         self.output_sum += rows.sum(0)
         self.output_outer_sum += rows.T @ rows
 
+    frame_mask: torch.Tensor | None = None  # set per batch by calibrate()
+
     def hook(self, module, inputs, output):
-        self.update(output)
+        self.update(output, self.frame_mask)
         return None  # a forward hook that returns a value would replace the layer's output
 
     def result(self) -> LayerStats:
         if self.count == 0:
-            raise ValueError(f"layer {self.layer.name} never ran during calibration (is it used by forward?)")
+            raise ValueError(
+                f"layer {self.layer.name} saw no rows during calibration (not used by forward, or every frame masked)"
+            )
         return LayerStats(self.layer, self.count, self.output_sum.cpu(), self.output_outer_sum.cpu())
 
 
-def _run(encoder: nn.Module, batch) -> None:
+def _split_batch(batch):
+    """``(encoder inputs, frame mask or None)`` from a tensor or a mapping that may hold ``frame_mask``."""
     if isinstance(batch, torch.Tensor):
-        encoder(batch)
-    elif isinstance(batch, Mapping):
-        encoder(**batch)
-    else:
-        raise ValueError(f"calibration batch must be a tensor of input features or a mapping of keyword inputs, got {type(batch).__name__}")
+        if batch.numel() == 0:
+            raise ValueError("empty tensor")
+        return batch, None
+    if isinstance(batch, Mapping):
+        inputs = dict(batch)
+        return inputs, inputs.pop("frame_mask", None)
+    raise ValueError(f"must be a tensor of input features or a mapping of keyword inputs, got {type(batch).__name__}")
 
 
 def calibrate(encoder: nn.Module, batches: Iterable, *, progress: bool = True) -> CalibrationStats:
-    """Run ``encoder`` over ``batches`` (its input features, or dicts of keyword inputs) and collect statistics.
+    """Run ``encoder`` over ``batches`` and collect every block linear layer's output statistics.
 
-    The encoder runs in eval mode under ``torch.no_grad``; its training flag is restored afterwards.
+    A batch is the encoder's input features (a tensor), or a mapping of its keyword inputs that may also hold
+    ``frame_mask``: a bool ``[batch, frames]`` tensor at the blocks' frame rate marking the frames to count, so the
+    padding of 30-s windows does not dominate the statistics. The encoder runs in eval mode under
+    ``torch.no_grad``; its training flag is restored afterwards.
     """
     layers = find_encoder_linears(encoder)
     accumulators = [StatsAccumulator(layer) for layer in layers]
@@ -179,9 +199,16 @@ def calibrate(encoder: nn.Module, batches: Iterable, *, progress: bool = True) -
     try:
         with torch.no_grad():
             for batch in tqdm(batches, desc="calibrating", unit="batch", disable=not progress):
-                if isinstance(batch, torch.Tensor) and batch.numel() == 0:
-                    raise ValueError(f"calibration batch {seen} is empty")
-                _run(encoder, batch)
+                try:
+                    inputs, frame_mask = _split_batch(batch)
+                except ValueError as error:
+                    raise ValueError(f"calibration batch {seen}: {error}") from None
+                for accumulator in accumulators:
+                    accumulator.frame_mask = frame_mask
+                if isinstance(inputs, Mapping):
+                    encoder(**inputs)
+                else:
+                    encoder(inputs)
                 seen += 1
     finally:
         for handle in handles:

@@ -12,6 +12,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from samp.lowrank.applying import apply, output_error, save
@@ -39,15 +40,35 @@ def audio_encoder(model: nn.Module) -> nn.Module:
         return model.get_encoder()
 
 
+def block_frame_mask(encoder: nn.Module, mel_mask: torch.Tensor) -> torch.Tensor | None:
+    """Bool ``[batch, frames]`` marking the frames the blocks see for real audio (not padding), from the mel mask
+    and the encoder's ``conv1``/``conv2`` front end; ``None`` for an encoder without that front end."""
+    convs = [getattr(encoder, name, None) for name in ("conv1", "conv2")]
+    if not all(isinstance(conv, nn.Conv1d) for conv in convs):
+        return None
+    lengths = mel_mask.sum(-1)
+    frames = mel_mask.shape[-1]
+    for conv in convs:
+        reach = conv.dilation[0] * (conv.kernel_size[0] - 1) + 1
+        lengths = (lengths + 2 * conv.padding[0] - reach) // conv.stride[0] + 1
+        frames = (frames + 2 * conv.padding[0] - reach) // conv.stride[0] + 1
+    return torch.arange(frames)[None, :] < lengths[:, None]
+
+
 def _feature_batches(processor, encoder: nn.Module, manifest: str, limit: int | None):
-    """One batch of input features per utterance, in the encoder's dtype and device."""
+    """One batch per utterance: input features in the encoder's dtype and device, and the mask of real frames."""
     feature_extractor = getattr(processor, "feature_extractor", processor)
     parameter = next(encoder.parameters())
     for waveform in manifest_audio(manifest, feature_extractor.sampling_rate, limit):
-        features = feature_extractor(
-            [waveform], sampling_rate=feature_extractor.sampling_rate, padding="max_length", return_tensors="pt"
-        )["input_features"]
-        yield features.to(device=parameter.device, dtype=parameter.dtype)
+        extracted = feature_extractor(
+            [waveform], sampling_rate=feature_extractor.sampling_rate, padding="max_length",
+            return_attention_mask=True, return_tensors="pt",
+        )
+        batch = {"input_features": extracted["input_features"].to(device=parameter.device, dtype=parameter.dtype)}
+        frame_mask = block_frame_mask(encoder, extracted["attention_mask"])
+        if frame_mask is not None:
+            batch["frame_mask"] = frame_mask
+        yield batch
 
 
 def _load(model_dir: str):
@@ -89,7 +110,10 @@ def _apply(args) -> int:
     save(encoder, args.out)
     print(compression.table())
     if dense is not None:
-        batches = list(_feature_batches(processor, encoder, args.manifest, args.limit))
+        batches = [
+            {key: value for key, value in batch.items() if key != "frame_mask"}
+            for batch in _feature_batches(processor, encoder, args.manifest, args.limit)
+        ]
         error = output_error(dense, encoder, batches)
         print(
             f"encoder output error on {len(batches)} utterances: relative {error.relative_error:.6f}, "
@@ -133,4 +157,4 @@ def register(subparsers) -> None:
     apply_parser.set_defaults(func=_apply)
 
 
-__all__ = ["audio_encoder", "manifest_audio", "register"]
+__all__ = ["audio_encoder", "block_frame_mask", "manifest_audio", "register"]

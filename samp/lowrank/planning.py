@@ -320,14 +320,17 @@ class Plan:
         return cls.from_dict(data, stats=stats)
 
     def table(self) -> str:
-        header = f"{'layer':<34} {'role':<9} {'theta':>6} {'rank':>5} {'retained':>9} {'params':>19} {'MFLOP/frame':>17} basis"
+        header = (
+            f"{'layer':<34} {'role':<9} {'theta':>6} {'rank':>5} {'retained':>9} {'params before -> after':>24} "
+            f"{'MFLOP/frame before -> after':>28} basis"
+        )
         lines = [f"low-rank plan, rank threshold {self.rank_threshold}, ranks rounded up to {self.rank_multiple}", header]
         for layer in self.layers:
             rank = "dense" if layer.rank is None else str(layer.rank)
             lines.append(
                 f"{layer.name:<34} {layer.role:<9} {layer.theta:>6.4f} {rank:>5} {layer.retained_variance:>9.5f} "
-                f"{layer.params_before:>9,}>{layer.params_after:>9,} "
-                f"{layer.flops_before / 1e6:>8.3f}>{layer.flops_after / 1e6:>8.3f} {layer.basis or '-'}"
+                f"{layer.params_before:>11,} -> {layer.params_after:>9,} "
+                f"{layer.flops_before / 1e6:>15.3f} -> {layer.flops_after / 1e6:>9.3f} {layer.basis or '-'}"
             )
         for basis in self.shared_bases:
             lines.append(
@@ -335,8 +338,8 @@ class Plan:
                 f"saves {basis.params_saved:,} parameters against per-layer bases, extra error at most {basis.extra_error:.5f}"
             )
         lines.append(
-            f"total: {self.params_before:,} > {self.params_after:,} parameters "
-            f"({self.params_after / self.params_before:.3f}), {self.flops_before / 1e6:.3f} > {self.flops_after / 1e6:.3f} "
+            f"total: {self.params_before:,} -> {self.params_after:,} parameters "
+            f"({self.params_after / self.params_before:.3f}), {self.flops_before / 1e6:.3f} -> {self.flops_after / 1e6:.3f} "
             f"MFLOP per frame ({self.flops_after / self.flops_before:.3f}), "
             f"{sum(layer.rank is not None for layer in self.layers)} of {len(self.layers)} layers low-rank"
         )
@@ -347,7 +350,8 @@ class Plan:
 
 
 def subspace_similarity(basis_a: torch.Tensor, basis_b: torch.Tensor) -> float:
-    """Mean squared cosine of the principal angles between two orthonormal bases (1 = one contains the other)."""
+    """Mean squared cosine of the principal angles between two orthonormal bases (1 = one contains the other):
+    the squared singular values of ``Aᵀ B`` are the squared cosines, and their sum is ``|Aᵀ B|²_F``."""
     overlap = basis_a.T @ basis_b
     return float((overlap**2).sum()) / min(basis_a.shape[1], basis_b.shape[1])
 
@@ -360,11 +364,9 @@ def _normalised_covariance(stats: LayerStats) -> torch.Tensor:
 def shared_components(member_stats: list[LayerStats]) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvectors (descending) of the members' pooled covariances, each scaled to unit total variance so no
     layer dominates by its magnitude; also each member's variance captured per component (``[members, width]``)."""
-    pooled = sum(_normalised_covariance(stats) for stats in member_stats)
-    _, eigenvectors = _descending_eigh(pooled)
-    captured = torch.stack(
-        [((stats.covariance() @ eigenvectors) * eigenvectors).sum(0) / stats.covariance().trace() for stats in member_stats]
-    )
+    normalised = [_normalised_covariance(stats) for stats in member_stats]
+    _, eigenvectors = _descending_eigh(sum(normalised))
+    captured = torch.stack([((covariance @ eigenvectors) * eigenvectors).sum(0) for covariance in normalised])
     return eigenvectors, captured
 
 
