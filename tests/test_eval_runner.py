@@ -114,12 +114,14 @@ def test_a_failing_batch_is_recorded_as_failed_items(tmp_path, manifest):
     rows[3]["meta"]["heard"] = "FAIL"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     items = load_manifest(manifest)
-    records = evaluate(RunConfig(model="m", batch_size=1), [(LIBRI, items)], tmp_path / "work",
+    records = evaluate(RunConfig(model="m", batch_size=2), [(LIBRI, items)], tmp_path / "work",
                        scripted_transcriber, progress=False)
     other = next(r for r in records if r.subset == "test_other")
     assert other.n_failed == 1 and other.coverage == pytest.approx(2 / 3)
-    line = collect_predictions(dataset_dir(tmp_path / "work", RunConfig(model="m"), LIBRI), items)[3]
-    assert line["prediction"] is None and "RuntimeError: decoder exploded" in line["error"]
+    lines = collect_predictions(dataset_dir(tmp_path / "work", RunConfig(model="m"), LIBRI), items)
+    assert lines[3]["prediction"] is None and "RuntimeError: decoder exploded" in lines[3]["error"]
+    # its batch-mate (index 2) was retried alone and kept its prediction
+    assert lines[2]["prediction"] == "hello word" and lines[2]["error"] is None
     # the failed item counts as deleting its 3 reference tokens
     assert other.deletions >= 3
 

@@ -19,7 +19,8 @@ e.g. TUT2017's ``cafe/restaurant`` against the option ``cafe or restaurant``), a
 * a response that names two different options (``A or B``) is wrong rather than resolved by template order;
 * gold labels are matched to option texts loosely (case, ``_`` and ``/``: ``residential_area`` ->
   ``residential area``, ``cafe/restaurant`` -> ``cafe or restaurant``), so TUT2017 scores instead of crashing;
-* a prompt without options (Qwen2-Audio's MELD prompt) uses the dataset's label set from the registry;
+* a prompt without options (Qwen2-Audio's MELD prompt) is scored against the dataset's label set from the
+  registry, by option text only (no letters were shown);
 * a failed item (prediction ``None``) is wrong and is reported as lost coverage.
 """
 from __future__ import annotations

@@ -107,9 +107,18 @@ def _result_line(item: ManifestItem, prediction: Prediction) -> dict:
     }
 
 
-def _failed_batch(batch: Sequence[ManifestItem], error: BaseException) -> list[Prediction]:
-    message = f"{type(error).__name__}: {error}"
-    return [Prediction(text=None, prompt="", error=message) for _ in batch]
+def _infer_or_fail(infer: Infer, spec: DatasetSpec, batch: Sequence[ManifestItem]) -> list[Prediction]:
+    """Predictions of ``batch``; if the batch fails, each item is tried alone so only the culprits are lost."""
+    try:
+        predictions = list(infer(spec, batch))
+        if len(predictions) != len(batch):
+            raise RuntimeError(f"inference returned {len(predictions)} predictions for {len(batch)} items")
+        return predictions
+    except Exception as error:  # recorded per item; the message names the exception
+        if len(batch) > 1:
+            return [p for item in batch for p in _infer_or_fail(infer, spec, [item])]
+        print(f"samp eval: {spec.name} item {batch[0].index} failed: {error}", file=sys.stderr)
+        return [Prediction(text=None, prompt="", error=f"{type(error).__name__}: {error}")]
 
 
 def run_inference(
@@ -118,8 +127,9 @@ def run_inference(
 ) -> int:
     """Infer every item of this rank's shard that has no result line yet; returns how many were inferred.
 
-    A batch whose inference raises is recorded as failed items (``prediction`` null, ``error`` set) so that one bad
-    file does not stop a long run; the failure shows up as lost coverage in the records.
+    An item whose inference raises (alone: a failing batch is retried item by item) is recorded as failed
+    (``prediction`` null, ``error`` set) so that one bad file does not stop a long run; it shows up as lost
+    coverage in the records, and a resumed run does not retry it.
     """
     from tqdm import tqdm
 
@@ -135,14 +145,7 @@ def run_inference(
     try:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            try:
-                predictions = list(infer(spec, batch))
-                if len(predictions) != len(batch):
-                    raise RuntimeError(f"inference returned {len(predictions)} predictions for {len(batch)} items")
-            except Exception as error:  # recorded per item; the message names the exception
-                print(f"samp eval: {spec.name} items {[i.index for i in batch]} failed: {error}", file=sys.stderr)
-                predictions = _failed_batch(batch, error)
-            for item, prediction in zip(batch, predictions):
+            for item, prediction in zip(batch, _infer_or_fail(infer, spec, batch)):
                 append_jsonl(own_file, _result_line(item, prediction))
             bar.update(len(batch))
     finally:
