@@ -136,3 +136,23 @@ def test_observation_reads_stage_times_and_kept_fraction():
     assert observation.seconds("encode") == pytest.approx(0.1)
     assert observation.seconds("compress") is None
     assert observation.timestamp == "2026-11-25T10:00:00Z" and observation.git_sha == "0123456789abcdef"
+
+
+def test_bench_compare_cli_exit_status_and_table(tmp_path, capsys):
+    import samp.cli
+    from samp.eval.records import append_record
+
+    budgets = tmp_path / "b.toml"
+    budgets.write_text('rows = [{ model = "Qwen/Qwen2-Audio-7B", method = "samp", keep_ratio = 0.6, '
+                       'dataset = "librispeech", subset = "test_clean", metric = "wer", published = 2.72, '
+                       'tolerance = 0.5 }]\n')
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    append_record(good, Record.from_dict(record(0.0275)))
+    append_record(bad, Record.from_dict(record(0.0400, ci=(0.0390, 0.0410))))
+    assert samp.cli.main(["bench", "compare", str(good), str(budgets)]) == 0
+    assert "1 unchanged" in capsys.readouterr().out
+    assert samp.cli.main(["bench", "compare", str(bad), str(budgets)]) == 1
+    assert "REGRESSED" in capsys.readouterr().out
+    # Against a saved run (records JSONL) with --all listing unchanged rows as well.
+    assert samp.cli.main(["bench", "compare", str(good), str(good), "--all"]) == 0
+    assert "unchanged" in capsys.readouterr().out.splitlines()[2]
