@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from samp.lowrank.layers import find_encoder_linears, replace_module
 from samp.lowrank.modules import LowRankLinear
-from samp.lowrank.planning import Plan, principal_components, shared_components
+from samp.lowrank.planning import Plan, shared_components
 
 CONFIG_KEY = "samp_lowrank"
 CONFIG_FILE = "config.json"
@@ -60,7 +60,7 @@ def apply(encoder: nn.Module, plan: Plan) -> nn.Module:
             continue
         stats = plan.stats.layer(layer.name)
         if layer.basis is None:
-            basis = principal_components(stats).eigenvectors[:, : layer.rank]
+            basis = plan.principal_components(layer.name).eigenvectors[:, : layer.rank]
         else:
             basis = shared_bases[layer.basis]
         module = LowRankLinear.from_dense(encoder.get_submodule(layer.name), basis, stats.mean())

@@ -198,6 +198,8 @@ class Plan:
     shared_bases: tuple[SharedBasis, ...] = ()
     # The statistics the bases are computed from at apply time; not part of the plan's data (or its JSON).
     stats: CalibrationStats | None = field(default=None, compare=False, repr=False)
+    # Eigendecompositions made while planning, so apply() need not repeat them (minutes for 5120-wide layers).
+    components: Mapping[str, PrincipalComponents] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         names = [layer.name for layer in self.layers]
@@ -213,6 +215,14 @@ class Plan:
         for layer in self.layers:
             if layer.basis is not None and layer.basis not in known:
                 raise ValueError(f"{layer.name}: unknown shared basis {layer.basis!r}")
+
+    def principal_components(self, name: str) -> PrincipalComponents:
+        """The components of layer ``name``'s outputs: from planning when cached, else from the statistics."""
+        if name in self.components:
+            return self.components[name]
+        if self.stats is None:
+            raise ValueError("the plan carries no calibration statistics; load it with Plan.from_json(text, stats=...)")
+        return principal_components(self.stats.layer(name))
 
     def layer(self, name: str) -> LayerPlan:
         for layer in self.layers:
@@ -252,7 +262,7 @@ class Plan:
                 if rank is None:
                     retained = 1.0
                 elif self.stats is not None:
-                    retained = retained_fraction(principal_components(self.stats.layer(layer.name)).eigenvalues, rank)
+                    retained = retained_fraction(self.principal_components(layer.name).eigenvalues, rank)
                 else:
                     retained = float("nan")
                 layer = replace(layer, rank=rank, retained_variance=retained)
@@ -496,4 +506,5 @@ def plan(
         layers=tuple(layers),
         shared_bases=tuple(shared_bases),
         stats=stats,
+        components=components,
     )
