@@ -249,3 +249,32 @@ def test_frame_mask_counts_only_the_marked_frames():
     assert unmasked.layer("layers.1.fc2").count == 2 * frames
     with pytest.raises(ValueError, match=r"frame_mask of shape \(2, 99\) does not match"):
         lowrank.calibrate(encoder, [{"input_features": features, "frame_mask": mask[:, :99]}], progress=False)
+
+
+def test_bfloat16_encoder_saves_and_loads_identically(tmp_path):
+    encoder = tiny_whisper_encoder()
+    batches = feature_batches(count=2)
+    compression = lowrank.plan(lowrank.calibrate(encoder, batches, progress=False), "0.9:0.95")
+    encoder.to(torch.bfloat16)
+    lowrank.apply(encoder, compression)
+    lowrank.save(encoder, tmp_path / "encoder")
+    loaded = lowrank.load(tmp_path / "encoder")
+    assert all(parameter.dtype == torch.bfloat16 for parameter in loaded.parameters())
+    features = batches[0].to(torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(loaded(features).last_hidden_state, encoder(features).last_hidden_state)
+
+
+@pytest.mark.gpu
+def test_calibrate_apply_save_load_on_cuda(tmp_path):
+    encoder = tiny_qwen2_audio_encoder().to("cuda")
+    batches = [batch.to("cuda") for batch in feature_batches()]
+    stats = lowrank.calibrate(encoder, batches, progress=False)
+    compression = lowrank.plan(stats, "0.9:0.95", share_bases=True, share_similarity=0.2)
+    lowrank.apply(encoder, compression)
+    low_rank = [m for m in encoder.modules() if isinstance(m, LowRankLinear)]
+    assert low_rank and all(m.first.weight.is_cuda and m.second.bias.is_cuda for m in low_rank)
+    lowrank.save(encoder, tmp_path / "encoder")
+    loaded = lowrank.load(tmp_path / "encoder", device="cuda")
+    with torch.no_grad():
+        assert torch.equal(loaded(batches[0]).last_hidden_state, encoder(batches[0]).last_hidden_state)
