@@ -48,17 +48,20 @@ def parse_options(prompt: str) -> dict[str, list[str]]:
 
 # --- evalkit flavour -------------------------------------------------------------------------------------------
 # Answer templates in the reference's order of precedence ("{}" = a lower-case option letter). The reference
-# lists 163; these are the ones that can fire on plain-text answers, in the same relative order.
+# lists 163; these are the ones that can fire on plain-text answers (its Markdown- and LaTeX-specific templates are
+# left out), in the same relative order.
 _EVALKIT_TEMPLATES = (
     "答案是{}", "答案是 {}", "答案是选项{}", "答案应该是{}", "答案应该是 {}", "答案就是选项{}", "答案选{}", "{}是正确",
     "选项{}是最合适的", "answer is: **{}", "answer is **{}", "the answer is '{}'", "{} is the best answer",
     "the answer is {}", "the correct answer is {}", "would select {}", "would choose {}", "would select option {}",
-    "would choose option {}", 'is "{}"', 'is "{}.', "would be {}", "would be option {}", "would be ({})",
-    "would be option ({})", "is {},", "is typically {},", "is typically {}.", "i'd say {}.", "option {}.",
-    "option {}:", "option {},", "is {}:", "is {}.", "is: {}.", "is ({})", ":\n{}.", ":\n{})", ":\n{},",
-    "is option {},", "({}) would be", "is ({}).", "is {})", "is: {})", "(option {})", "answer is ({})",
-    'select option "{}"', "is: {}", "is likely '{}'", "is option '{}'", "would be '{}'", "is '{}')",
-    " {}.", " {},", " {}:", " {})", "**{}.", "**{})", '"{}.', '"{},', '"{}:', "({})", '"{}"',
+    "would choose option {}", 'is "{}"', 'is "{}.', 'is typically "{})', "is: \n\n{})", "would be {}",
+    "would be option {}", "would be ({})", "would be option ({})", "is {},", "is typically {},", "is typically {}.",
+    "i'd say {}.", "option {}.", "option {}:", "option {},", "is {}:", "is {}.", "is: {}.", "is ({})", ":\n{}.",
+    ":\n{})", ":\n{},", ": \n{}.", ":  \n{}.", ":\n\n{}.", ":\n\n{})", ":\n\n{},", ": \n\n{}.", "is option {},",
+    "({}) would be", "is ({}).", "is {})", "is: {})", "is:\n\n{}:", "(option {})", "answer is ({})",
+    'select option "{}"', "is: {}", "is likely '{}'", "is option '{}'", "would be '{}'", "question is {} (",
+    "the answer to the question is '{}'", "known as '{}'", "is '{}')", "be: \n\n{})", 'is likely "{})', 'is "{})',
+    "is:  \n{})", " {}.", " {},", " {}:", " {})", "**{}.", "**{})", '"{}.', '"{},', '"{}:', "({})", '"{}"',
 )
 _EVALKIT_PHRASES = (("would be a.", "A"), ('would be "a.', "A"))
 
