@@ -6,7 +6,10 @@
                               keep_ratio=0.6, max_new_tokens=64, do_sample=False)
     result.texts, result.audio_tokens, result.timings
 """
-from samp.models.base import Adapter, AudioTokens, GenerationResult, PromptInputs, Timings
+from samp.models.base import Adapter, AudioTokens, GenerationResult, KeptAudio, PromptInputs, SpeechProcessor, Timings
 from samp.models.registry import adapter_for, load
 
-__all__ = ["Adapter", "AudioTokens", "GenerationResult", "PromptInputs", "Timings", "adapter_for", "load"]
+__all__ = [
+    "Adapter", "AudioTokens", "GenerationResult", "KeptAudio", "PromptInputs", "SpeechProcessor", "Timings",
+    "adapter_for", "load",
+]

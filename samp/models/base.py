@@ -77,6 +77,15 @@ class GenerationResult:
 
 
 @dataclass(frozen=True)
+class SpeechProcessor:
+    """A feature extractor and a tokenizer, for models whose stock processor needs extra packages or does not exist
+    (Kimi-Audio, tiny Voxtral); anything with these two attributes works as an adapter's processor."""
+
+    feature_extractor: Any
+    tokenizer: Any
+
+
+@dataclass(frozen=True)
 class PromptInputs:
     """A left-padded prompt batch: ``input_ids``/``attention_mask`` ``[B, L]`` and ``audio_rows`` ``[B, L]`` (True where
     an audio embedding replaces the token embedding at prefill)."""
@@ -280,10 +289,11 @@ class Adapter:
         return KeptAudio(rows=tuple(rows), positions=tuple(p[: r.shape[0]] for p, r in zip(positions, rows)))
 
     def check_flavor(self, flavor: str) -> None:
-        if flavor != "samp" and flavor != self.reference_flavor:
-            raise ValueError(
-                f"flavor {flavor!r} does not apply to {self.family}; use 'samp' or {self.reference_flavor!r}"
-            )
+        if flavor == "samp" or (self.reference_flavor and flavor == self.reference_flavor):
+            return
+        allowed = "'samp'" + (f" or {self.reference_flavor!r}" if self.reference_flavor else
+                              " (the SA-MAP reference never ran this model)")
+        raise ValueError(f"flavor {flavor!r} does not apply to {self.family}; use {allowed}")
 
     def generate(
         self,

@@ -25,7 +25,7 @@ from torch import nn
 
 from samp.attention import LastLayerAttentionHook
 from samp.models.base import (
-    Adapter, AudioTokens, GenerationResult, KeptAudio, Timings, _PrefillClock, check_waveforms,
+    Adapter, AudioTokens, GenerationResult, KeptAudio, SpeechProcessor, Timings, _PrefillClock, check_waveforms,
 )
 
 SAMPLES_PER_TOKEN = 1280   # 12.5 tokens per second at 16 kHz
@@ -64,14 +64,6 @@ class KimiTokens:
                 raise ValueError(f"the tokenizer has no Kimi-Audio control token {name!r}")
             ids[field] = int(token_id)
         return cls(**ids)
-
-
-@dataclass(frozen=True)
-class KimiAudioProcessor:
-    """Whisper feature extractor (128 mel, 30 s) and the text tokenizer; semantic ids come from the caller."""
-
-    feature_extractor: Any
-    tokenizer: Any
 
 
 def vq_adaptor(input_dim: int, hidden_size: int, eps: float) -> nn.Sequential:
@@ -145,7 +137,7 @@ class KimiAudioAdapter(Adapter):
     frames_per_token = FRAMES_PER_TOKEN
     reference_flavor = "kimi_audio"
 
-    def __init__(self, model: KimiAudioLite, processor: KimiAudioProcessor):
+    def __init__(self, model: KimiAudioLite, processor: SpeechProcessor):
         super().__init__(model, processor)
         self.tokens = model.tokens
         self.max_seconds = self.feature_extractor.chunk_length
@@ -265,7 +257,7 @@ class KimiAudioAdapter(Adapter):
 
 
 def load_kimi_audio(model_dir: str | Path, *, whisper_dir: str | Path | None = None, tokenizer=None,
-                    dtype: torch.dtype = torch.float32) -> tuple[KimiAudioLite, KimiAudioProcessor]:
+                    dtype: torch.dtype = torch.float32) -> tuple[KimiAudioLite, SpeechProcessor]:
     """Kimi-Audio's text path from an official-layout checkpoint (``config.json`` with the Qwen2 trunk fields and
     ``kimia_*``; ``*.safetensors`` with ``model.*``, ``lm_head``, ``model.vq_adaptor.*``; a Whisper encoder folder)."""
     from safetensors.torch import load_file
@@ -291,7 +283,7 @@ def load_kimi_audio(model_dir: str | Path, *, whisper_dir: str | Path | None = N
     if not state:
         raise ValueError(f"{model_dir} holds no *.safetensors weights")
     trunk_config = Qwen2Config.from_pretrained(model_dir)
-    trunk = Qwen2ForCausalLM._from_config(trunk_config, attn_implementation="sdpa", torch_dtype=dtype)
+    trunk = Qwen2ForCausalLM._from_config(trunk_config, attn_implementation="sdpa").to(dtype)
     missing, _ = trunk.load_state_dict({k: v for k, v in state.items() if not k.startswith("model.vq_adaptor.")},
                                        strict=False)
     if missing:
@@ -300,7 +292,7 @@ def load_kimi_audio(model_dir: str | Path, *, whisper_dir: str | Path | None = N
     prefix = "model.vq_adaptor.layers."
     adaptor.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     whisper_config = WhisperConfig.from_pretrained(whisper_dir)
-    whisper = WhisperEncoder._from_config(whisper_config, attn_implementation="sdpa", torch_dtype=dtype)
+    whisper = WhisperEncoder._from_config(whisper_config, attn_implementation="sdpa").to(dtype)
     whisper_state = {}
     for path in sorted(whisper_dir.glob("*.safetensors")):
         whisper_state.update(load_file(path))
@@ -308,4 +300,4 @@ def load_kimi_audio(model_dir: str | Path, *, whisper_dir: str | Path | None = N
                              for k, v in whisper_state.items() if "decoder" not in k}, strict=True)
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model_dir)
     model = KimiAudioLite(trunk.eval(), whisper.eval(), adaptor.to(dtype).eval(), KimiTokens.from_tokenizer(tokenizer))
-    return model, KimiAudioProcessor(whisper_feature_extractor(30), tokenizer)
+    return model, SpeechProcessor(whisper_feature_extractor(30), tokenizer)

@@ -244,13 +244,14 @@ def byte_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int):
 
 
 def tiny_kimi_audio(*, attn_implementation: str = "sdpa", whisper_attn_implementation: str = "sdpa"):
-    """``(KimiAudioLite, KimiAudioProcessor)``: Qwen2 trunk hidden 64 (4 layers, 4/2 heads, vocab 400), Whisper
+    """``(KimiAudioLite, SpeechProcessor)``: Qwen2 trunk hidden 64 (4 layers, 4/2 heads, vocab 400), Whisper
     encoder d=32 (2 layers, 4 heads, 30 s window), VQ adaptor 128→64; the weights of ``shared/golden/models/kimi``
     (whose reference ran the Whisper encoder with eager attention and the trunk with SDPA)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM, WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    from samp.models.kimi import KimiAudioLite, KimiAudioProcessor, KimiTokens, vq_adaptor
+    from samp.models.base import SpeechProcessor
+    from samp.models.kimi import KimiAudioLite, KimiTokens, vq_adaptor
 
     tokenizer = byte_tokenizer(KIMI_SPECIAL_TOKENS, first_special_id=300)
     tokens = KimiTokens.from_tokenizer(tokenizer)
@@ -276,4 +277,70 @@ def tiny_kimi_audio(*, attn_implementation: str = "sdpa", whisper_attn_implement
     seeded_init_(adaptor, canonical=lambda name: "model.vq_adaptor.layers." + name)
     _pin_generation_config(trunk, tokens.text_eos)
     model = KimiAudioLite(trunk.eval(), whisper.eval(), adaptor.eval(), tokens)
-    return model, KimiAudioProcessor(whisper_feature_extractor(30), tokenizer)
+    return model, SpeechProcessor(whisper_feature_extractor(30), tokenizer)
+
+
+WHISPER_FAMILY_SPECIAL_TOKENS = ("<|endoftext|>", "<sound>", "[AUDIO]", "<|im_start|>", "<|im_end|>")
+
+
+def _tiny_text_config(model_type: str, eos: int) -> dict:
+    return dict(
+        model_type=model_type, vocab_size=320, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6,
+        hidden_act="silu", eos_token_id=eos, pad_token_id=eos, bos_token_id=eos, tie_word_embeddings=False,
+        rope_theta=10000.0, attention_dropout=0.0,
+    )
+
+
+def _tiny_whisper_encoder_config(model_type: str, chunk_seconds: int) -> dict:
+    return dict(
+        model_type=model_type, hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_mel_bins=128, max_source_positions=chunk_seconds * 50, activation_function="gelu", dropout=0.0,
+        attention_dropout=0.0, activation_dropout=0.0, layerdrop=0.0, scale_embedding=False,
+    )
+
+
+def tiny_voxtral(*, chunk_seconds: int = 30, attn_implementation: str = "sdpa"):
+    """``(VoxtralForConditionalGeneration, SpeechProcessor)`` (transformers >= 4.54): Whisper encoder d=32 with the
+    4× reshape merge, Llama LM hidden 128; placeholder ``[AUDIO]``. (The stock Voxtral processor needs
+    mistral-common, so the tiny model pairs a Whisper feature extractor with a byte tokenizer.)"""
+    import transformers
+
+    from samp.models.base import SpeechProcessor
+
+    if not hasattr(transformers, "VoxtralForConditionalGeneration"):
+        raise RuntimeError(f"transformers {transformers.__version__} has no VoxtralForConditionalGeneration (>= 4.54)")
+    tokenizer = tiny_tokenizer(WHISPER_FAMILY_SPECIAL_TOKENS)
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = transformers.VoxtralConfig(
+        audio_config=_tiny_whisper_encoder_config("voxtral_encoder", chunk_seconds),
+        text_config=_tiny_text_config("llama", eos), audio_token_id=tokenizer.convert_tokens_to_ids("[AUDIO]"),
+        projector_hidden_act="gelu",
+    )
+    model = transformers.VoxtralForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
+    seeded_init_(model).eval()
+    _pin_generation_config(model, eos)
+    return model, SpeechProcessor(whisper_feature_extractor(chunk_seconds), tokenizer)
+
+
+def tiny_audioflamingo3(*, chunk_seconds: int = 30, attn_implementation: str = "sdpa"):
+    """``(AudioFlamingo3ForConditionalGeneration, SpeechProcessor)`` (transformers >= 5.0): Whisper encoder d=32 with
+    a padding mask and AvgPool ×2, Qwen2 LM hidden 128; placeholder ``<sound>``."""
+    import transformers
+
+    from samp.models.base import SpeechProcessor
+
+    if not hasattr(transformers, "AudioFlamingo3ForConditionalGeneration"):
+        raise RuntimeError(f"transformers {transformers.__version__} has no AudioFlamingo3ForConditionalGeneration (>= 5.0)")
+    tokenizer = tiny_tokenizer(WHISPER_FAMILY_SPECIAL_TOKENS)
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    audio = _tiny_whisper_encoder_config("audioflamingo3_encoder", chunk_seconds) | {"intermediate_size": 64}
+    config = transformers.AudioFlamingo3Config(
+        audio_config=audio, text_config=_tiny_text_config("qwen2", eos),
+        audio_token_id=tokenizer.convert_tokens_to_ids("<sound>"), projector_hidden_act="gelu", projector_bias=True,
+    )
+    model = transformers.AudioFlamingo3ForConditionalGeneration._from_config(
+        config, attn_implementation=attn_implementation)
+    seeded_init_(model).eval()
+    _pin_generation_config(model, eos)
+    return model, SpeechProcessor(whisper_feature_extractor(chunk_seconds), tokenizer)
