@@ -102,3 +102,27 @@ def test_eval_with_a_lowrank_encoder(checkpoint, tmp_path):
 def test_a_directory_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert samp_main(_argv(tmp_path / "not-a-model", tmp_path / "work")) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_too_long_audio_is_a_failed_item_not_a_crash(checkpoint, tmp_path):
+    import numpy as np
+    import soundfile
+
+    first = json.loads(MANIFEST.read_text().splitlines()[0])
+    speech = read_audio(MANIFEST.parent / first["audio_path"])
+    data = tmp_path / "data"
+    data.mkdir()
+    soundfile.write(str(data / "ok.wav"), speech, 16000)
+    soundfile.write(str(data / "long.wav"), np.tile(speech, 4), 16000)  # longer than the 5 s encoder window
+    rows = [{"index": i, "audio_path": name, "question": "Transcribe the speech.", "answer": first["answer"],
+             "subset": "s"} for i, name in enumerate(["ok.wav", "long.wav"])]
+    manifest = data / "mine.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    work = tmp_path / "work"
+    assert samp_main(["eval", "--model", str(checkpoint), "--data", str(manifest), "--work-dir", str(work),
+                      "--max-new-tokens", "4", "--batch-size", "2", "--no-progress"]) == 0
+    (record,) = read_records(work / "records.jsonl")
+    assert (record.dataset, record.n_items, record.n_failed, record.coverage) == ("mine", 2, 1, 0.5)
+    lines = [json.loads(x) for x in (work / checkpoint.name / "samp-keep0.6-thr0.85-samp" / "mine" /
+                                     "predictions.jsonl").read_text().splitlines()]
+    assert lines[0]["error"] is None and lines[1]["prediction"] is None and "at most" in lines[1]["error"]

@@ -3,6 +3,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from samp.eval import normalize, tokenize
 from samp.eval.chinese import normalize_chinese, verbalize_nonstandard_words, verbalize_number
@@ -81,3 +83,36 @@ def test_chinese_nonstandard_words():
 def test_bad_input_is_a_clear_error(bad, match):
     with pytest.raises(ValueError, match=match):
         normalize(**bad)
+
+
+_DIGIT_VALUES = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2}
+_SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
+_BIG_UNITS = {"万": 10**4, "亿": 10**8}
+
+
+def read_chinese_integer(text: str) -> int:
+    """Independent reader of a Chinese place-value numeral (for checking the writer)."""
+    total, section, digit = 0, 0, None
+    for char in text:
+        if char in _DIGIT_VALUES:
+            digit = _DIGIT_VALUES[char]
+        elif char in _SMALL_UNITS:
+            section += (1 if digit is None else digit) * _SMALL_UNITS[char]
+            digit = None
+        elif char in _BIG_UNITS:
+            section += digit or 0
+            # a smaller big unit after a larger one ("一亿零五万") adds; after a smaller total it multiplies
+            total = (total + section) * _BIG_UNITS[char] if total < _BIG_UNITS[char] else total + section * _BIG_UNITS[char]
+            section, digit = 0, None
+        else:
+            raise AssertionError(f"unexpected character {char!r} in {text!r}")
+    return total + section + (digit or 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=10**12 - 1))
+def test_verbalize_number_reads_back(number):
+    spoken = verbalize_number(str(number))
+    assert read_chinese_integer(spoken) == number
+    assert verbalize_number(str(number), place_values=False, use_liang=False) == "".join(
+        "零一二三四五六七八九"[int(d)] for d in str(number))
