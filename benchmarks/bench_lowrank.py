@@ -21,7 +21,8 @@ import torch
 
 from samp.lowrank import LowRankLinear, find_encoder_linears
 from samp.lowrank.layers import replace_module
-from samp.lowrank.planning import low_rank_is_cheaper
+from samp.lowrank.planning import dense_flops as dense_flops_per_frame
+from samp.lowrank.planning import low_rank_flops, low_rank_is_cheaper
 
 D_MODEL, HEADS, FFN, MEL_BINS, MEL_FRAMES, LAYERS = 1280, 20, 5120, 128, 3000, 2
 ROUNDS = 2  # each round is one dense and one compressed encode, seconds each on one CPU thread
@@ -90,7 +91,14 @@ def test_low_rank_encoder_time_and_size(benchmark, large_width_encoder, rank_fra
     dense_seconds = statistics.median(dense_times)
     time_ratio = benchmark.stats.stats.median / dense_seconds
     params_ratio = parameter_count(compressed) / parameter_count(encoder)
-    names = [layer.name for layer in find_encoder_linears(encoder)]
+    layers = find_encoder_linears(encoder)
+    names = [layer.name for layer in layers]
+    dense_flops = sum(dense_flops_per_frame(layer.in_features, layer.out_features) for layer in layers)
+    kept_flops = sum(
+        low_rank_flops(layer.in_features, layer.out_features, module.rank) if isinstance(module, LowRankLinear)
+        else dense_flops_per_frame(layer.in_features, layer.out_features)
+        for layer, module in ((layer, compressed.get_submodule(layer.name)) for layer in layers)
+    )
     linear_params_ratio = linear_parameter_count(compressed, names) / linear_parameter_count(encoder, names)
     benchmark.extra_info.update(
         rank_fraction=rank_fraction,
@@ -99,11 +107,13 @@ def test_low_rank_encoder_time_and_size(benchmark, large_width_encoder, rank_fra
         time_ratio=time_ratio,
         params_ratio=params_ratio,
         linear_params_ratio=linear_params_ratio,
+        linear_flops_ratio=kept_flops / dense_flops,
         threads=torch.get_num_threads(),
     )
     print(
         f"\nrank {rank_fraction:.0%}: {low_rank_layers} low-rank layers, encoder time x{time_ratio:.3f} "
-        f"(dense {dense_seconds:.2f} s), parameters x{params_ratio:.3f} (linear layers x{linear_params_ratio:.3f})"
+        f"(dense {dense_seconds:.2f} s), parameters x{params_ratio:.3f} (linear layers x{linear_params_ratio:.3f}), "
+        f"linear FLOPs x{kept_flops / dense_flops:.3f}"
     )
     assert torch.isfinite(output).all()
     assert low_rank_layers == (2 * LAYERS if rank_fraction == 0.5 else 6 * LAYERS)
