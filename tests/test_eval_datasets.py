@@ -111,3 +111,13 @@ def test_custom_dataset_needs_a_language_for_asr():
         custom_dataset("mine", "asr", None)
     with pytest.raises(ValueError, match="task must be"):
         custom_dataset("mine", "tts", "en")
+
+
+def test_evalkit_paths_relative_to_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "data" / "wav").mkdir(parents=True)
+    (tmp_path / "data" / "wav" / "0.wav").write_bytes(b"")
+    (tmp_path / "manifests").mkdir()
+    manifest = _write_manifest(tmp_path / "manifests" / "m.jsonl", [_row(0, audio="data/wav/0.wav")])
+    monkeypatch.chdir(tmp_path)
+    (item,) = load_manifest(manifest)
+    assert item.audio_paths == ((tmp_path / "data" / "wav" / "0.wav").resolve(),)

@@ -6,8 +6,8 @@ One line per item::
      "meta": {...}}                                   # meta optional
 
 ``index`` is an integer (a string of digits is accepted, as MELD writes it) unique within the file;
-``audio_path`` a path or a list of paths, relative paths being relative to the manifest's folder; ``question``
-may be empty. Every problem is reported with the line it is on.
+``audio_path`` a path or a list of paths, relative paths being relative to the manifest's folder (or, where no
+such file exists, to the working directory, as Evalkit's downloader writes them); ``question`` may be empty. Every problem is reported with the line it is on.
 
 Lookup (:func:`find_manifest`): an explicit path for the dataset in the config file, else under the data root
 ``<root>/<NAME>/<NAME>.jsonl``, ``<root>/<SERIES>/<NAME>.jsonl``, ``<root>/<SERIES>/<NAME>/<NAME>.jsonl`` or
@@ -42,6 +42,16 @@ class ManifestItem:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
+def _resolve_audio(manifest: Path, audio: str) -> Path:
+    # Relative to the manifest's folder; Evalkit's downloader writes paths relative to where it ran, so the
+    # working directory is the fallback.
+    candidate = Path(audio)
+    if candidate.is_absolute():
+        return candidate
+    beside = manifest.parent / candidate
+    return beside if beside.exists() or not candidate.exists() else candidate.resolve()
+
+
 def _row_error(path: Path, line: int, message: str) -> ValueError:
     return ValueError(f"{path}, line {line}: {message}")
 
@@ -61,7 +71,7 @@ def _parse_row(path: Path, line: int, row: Any, check_audio: bool) -> ManifestIt
     audio_list = [audio] if isinstance(audio, str) else audio
     if not isinstance(audio_list, list) or not audio_list or not all(isinstance(a, str) and a for a in audio_list):
         raise _row_error(path, line, f"'audio_path' must be a path or a non-empty list of paths, got {audio!r}")
-    audio_paths = tuple((path.parent / a) if not Path(a).is_absolute() else Path(a) for a in audio_list)
+    audio_paths = tuple(_resolve_audio(path, a) for a in audio_list)
     if check_audio:
         for audio_path in audio_paths:
             if not audio_path.is_file():
