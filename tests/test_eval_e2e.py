@@ -126,3 +126,23 @@ def test_too_long_audio_is_a_failed_item_not_a_crash(checkpoint, tmp_path):
     lines = [json.loads(x) for x in (work / checkpoint.name / "samp-keep0.6-thr0.85-samp" / "mine" /
                                      "predictions.jsonl").read_text().splitlines()]
     assert lines[0]["error"] is None and lines[1]["prediction"] is None and "at most" in lines[1]["error"]
+
+
+TRAINED = ROOT / "fixtures" / "speech_tiny" / "model"
+
+
+@pytest.mark.skipif(not (TRAINED / "config.json").is_file(),
+                    reason="the trained tiny speech LLM (fixtures/speech_tiny/model) is not committed yet")
+def test_scores_of_the_trained_tiny_model_on_a_fixed_set(tmp_path):
+    """The committed 2 M-parameter speech LLM transcribes the first 8 committed test utterances exactly."""
+    work = tmp_path / "work"
+    common = ["--model", str(TRAINED), "--data", str(MANIFEST), "--limit", "8", "--work-dir", str(work),
+              "--max-new-tokens", "8", "--batch-size", "4", "--no-progress"]
+    assert samp_main(["eval", *common, "--method", "base", "--keep-ratio", "1.0"]) == 0
+    assert samp_main(["eval", *common, "--method", "samp", "--keep-ratio", "0.6"]) == 0
+    base, compressed = read_records(work / "records.jsonl")
+    assert (base.wer, base.errors, base.coverage, base.n_items) == (0.0, 0, 1.0, 8)
+    assert base.ref_tokens == sum(len(json.loads(line)["answer"].split())
+                                  for line in MANIFEST.read_text().splitlines()[:8])
+    assert compressed.tokens_out < compressed.tokens_in and compressed.coverage == 1.0
+    assert 0.0 <= compressed.wer <= 1.0
