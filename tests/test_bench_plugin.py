@@ -128,3 +128,19 @@ def test_gpu_benchmark_suites_all_skip_with_reasons_and_exit_zero():
     summary = output.strip().splitlines()[-1]
     assert " skipped" in summary and "passed" not in summary and "failed" not in summary, summary
     assert "SKIPPED" in output and "needs CUDA" in output
+
+
+@pytest.mark.filterwarnings("ignore:Benchmark machine_info is different")
+def test_timings_are_not_compared_across_gpus(pytester):
+    storage = pytester.path / "storage"
+    assert run(pytester, 0.028, f"--benchmark-storage=file://{storage}", "--benchmark-save=first").ret == 0
+    (saved,) = storage.rglob("0001_first.json")
+    document = json.loads(saved.read_text())
+    assert document["machine_info"]["samp"]["torch"] == torch.__version__
+    same = run(pytester, 0.028, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001")
+    assert same.ret == 0
+    document["machine_info"]["samp"]["gpu"] = "Some Other GPU"
+    saved.write_text(json.dumps(document))
+    other = run(pytester, 0.028, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001")
+    assert other.ret == pytest.ExitCode.USAGE_ERROR
+    assert "the saved run timed Some Other GPU" in other.stderr.str()

@@ -23,7 +23,7 @@ import torch
 
 from samp.bench.budgets import BudgetTable, default_budget_dir, load_budgets
 from samp.bench.gate import compare, format_movements, load_reference, regressions
-from samp.bench.machine import machine_info as describe_machine
+from samp.bench.machine import device_class, machine_info as describe_machine
 from samp.bench.observations import Observation, observation_from_record
 from samp.eval.records import Record, append_record
 
@@ -131,6 +131,17 @@ def samp_recorder(pytestconfig) -> Recorder:
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["samp"] = describe_machine()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
+    """Refuse to compare timings across GPU models: pytest-benchmark's machine id omits the GPU and only warns."""
+    now = (machine_info.get("samp") or {})
+    saved = (compared_benchmark.get("machine_info", {}).get("samp") or {})
+    if now and saved and device_class(now) != device_class(saved):
+        raise pytest.UsageError(
+            f"--benchmark-compare: the saved run timed {device_class(saved)}, this run {device_class(now)}; "
+            f"timings are only comparable on the same device (compare accuracy with --samp-compare instead)")
 
 
 @pytest.hookimpl(optionalhook=True)
