@@ -198,3 +198,18 @@ def test_edited_plan_recomputes_retained_variance():
     assert edited.layers[0].retained_variance == pytest.approx(expected)
     assert edited.layers[0].params_after == 16 * 256 + 128
     assert result.with_ranks({"layer": None}).layers[0].params_after == result.layers[0].params_before
+
+
+def test_constant_layers_plan_without_errors():
+    generator = torch.Generator().manual_seed(0)
+    pairs = []
+    for index in range(2):
+        linear = synthetic_linear(64, 64, generator)
+        with torch.no_grad():
+            linear.weight.zero_()  # output = bias for every row: zero variance
+        pairs.append((describe(f"layers.{index}.proj", linear, role="attention", block_index=index, num_blocks=2),
+                      linear(planted_inputs(50, 64, 4, generator))))
+    result = plan(stats_of(pairs), 0.99, share_bases=True)
+    assert [layer.rank for layer in result.layers] == [16, 16]
+    assert all(layer.retained_variance == 1.0 for layer in result.layers)
+    assert result.shared_bases == ()

@@ -34,8 +34,14 @@ def _descending_eigh(covariance: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return eigenvalues.flip(0).clamp_min(0.0), eigenvectors.flip(1)
 
 
+# Covariance = E[yyᵀ] − μμᵀ cancels in float64: variance below this fraction of E[|y|²] is rounding noise.
+NOISE_FLOOR = 1e-12
+
+
 def principal_components(stats: LayerStats) -> PrincipalComponents:
     eigenvalues, eigenvectors = _descending_eigh(stats.covariance())
+    mean_square = float(stats.output_outer_sum.diagonal().sum()) / stats.count
+    eigenvalues = torch.where(eigenvalues > NOISE_FLOOR * mean_square, eigenvalues, torch.zeros_like(eigenvalues))
     return PrincipalComponents(stats.mean(), eigenvalues, eigenvectors)
 
 
@@ -399,7 +405,11 @@ def _fit_shared(members: list[LayerPlan], member_stats: list[LayerStats], multip
 
 
 def _share_bases(layers, stats: CalibrationStats, components: dict, similarity: float, multiple: int):
-    candidates = [layer for layer in layers if layer.rank is not None and layer.theta < 1.0]
+    # a constant output (no variance) has no subspace to compare or pool
+    candidates = [
+        layer for layer in layers
+        if layer.rank is not None and layer.theta < 1.0 and float(components[layer.name].eigenvalues.sum()) > 0.0
+    ]
     own_bases = {layer.name: components[layer.name].eigenvectors[:, : layer.rank] for layer in candidates}
     groups: list[list[LayerPlan]] = []
     fits: list[tuple[int, list[float]] | None] = []
