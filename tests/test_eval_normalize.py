@@ -102,7 +102,8 @@ def read_chinese_integer(text: str) -> int:
         elif char in _BIG_UNITS:
             section += digit or 0
             # a smaller big unit after a larger one ("一亿零五万") adds; after a smaller total it multiplies
-            total = (total + section) * _BIG_UNITS[char] if total < _BIG_UNITS[char] else total + section * _BIG_UNITS[char]
+            unit = _BIG_UNITS[char]
+            total = (total + section) * unit if total < unit else total + section * unit
             section, digit = 0, None
         else:
             raise AssertionError(f"unexpected character {char!r} in {text!r}")

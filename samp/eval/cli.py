@@ -1,7 +1,6 @@
 """``samp eval`` and ``samp data prepare``: argument parsing only; the work is in the library."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -72,8 +71,14 @@ def _datasets(args) -> list:
 
 
 def run_eval(args) -> int:
-    from samp.eval.runner import (RunConfig, adapter_inference, distributed_context, evaluate, format_table,
-                                  install_lowrank_encoder)
+    from samp.eval.runner import (
+        RunConfig,
+        adapter_inference,
+        distributed_context,
+        evaluate,
+        format_table,
+        install_lowrank_encoder,
+    )
 
     try:
         config = RunConfig(model=str(args.model), method=args.method, keep_ratio=args.keep_ratio,

@@ -7,7 +7,8 @@ One line per item::
 
 ``index`` is an integer (a string of digits is accepted, as MELD writes it) unique within the file;
 ``audio_path`` a path or a list of paths, relative paths being relative to the manifest's folder (or, where no
-such file exists, to the working directory, as Evalkit's downloader writes them); ``question`` may be empty. Every problem is reported with the line it is on.
+such file exists, to the working directory, as Evalkit's downloader writes them); ``question`` may be empty.
+Every problem is reported with the line it is on.
 
 Lookup (:func:`find_manifest`): an explicit path for the dataset in the config file, else under the data root
 ``<root>/<NAME>/<NAME>.jsonl``, ``<root>/<SERIES>/<NAME>.jsonl``, ``<root>/<SERIES>/<NAME>/<NAME>.jsonl`` or

@@ -9,7 +9,8 @@ identity
 configuration
     ``model`` str (the name or path given); ``method`` str; ``keep_ratio`` float (fraction of audio tokens kept);
     ``threshold`` float; ``flavor`` str (compression flavour: ``samp`` or a reference's); ``lowrank_plan`` str
-    (the low-rank encoder directory ``samp lowrank apply`` wrote, as given to ``--lowrank-encoder``) or null; ``scorer`` str (``"samp"`` or ``"evalkit"``: the normalisation/scoring flavour, see samp.eval);
+    (the low-rank encoder directory ``samp lowrank apply`` wrote, as given to ``--lowrank-encoder``) or null;
+    ``scorer`` str (``"samp"`` or ``"evalkit"``: the normalisation/scoring flavour, see samp.eval);
     ``scorer_version`` str.
 accuracy
     ``dataset``, ``subset`` str; ``metric`` ``"wer"`` or ``"accuracy"``; ``wer`` (fraction, ASR) or ``accuracy``
