@@ -192,7 +192,7 @@ def test_whisper_generate_after_compression():
     assert tokens.shape[0] == 1 and tokens.shape[1] > 1
 
 
-def test_qwen2_audio_low_rank_encoder_with_token_compression_in_one_generate():
+def test_qwen2_audio_low_rank_encoder_with_token_compression_in_one_generate(tmp_path):
     tiny = pytest.importorskip("samp.models.tiny")
     from samp.models import adapter_for
 
@@ -218,6 +218,18 @@ def test_qwen2_audio_low_rank_encoder_with_token_compression_in_one_generate():
     before, after = result.audio_tokens[0]
     assert after == samp.keep_count(before, 0.5) < before
     assert result.sequences.shape[0] == 1 and result.sequences.shape[-1] >= 1
+
+    # the saved encoder, installed in a fresh copy of the dense model, generates exactly the same tokens
+    lowrank.save(tower, tmp_path / "encoder")
+    fresh, fresh_processor = tiny.tiny_qwen2_audio(chunk_seconds=4)
+    lowrank.install(fresh, lowrank.load(tmp_path / "encoder"))
+    assert lowrank.audio_encoder(fresh) is not tower
+    again = adapter_for(fresh, fresh_processor).generate(
+        audios[:1], prompt, method="samp", keep_ratio=0.5, max_new_tokens=6, do_sample=False
+    )
+    assert torch.equal(again.sequences, result.sequences)
+    with pytest.raises(ValueError, match="cannot install a WhisperEncoder"):
+        lowrank.install(fresh, tiny_whisper_encoder())
 
 
 def test_a_compressed_encoder_lists_its_dense_layers_only():

@@ -4,8 +4,9 @@
     plan = samp.lowrank.plan(stats, rank_threshold="0.99:0.999")   # print(plan) for the table
     samp.lowrank.apply(encoder, plan)                              # in place
     samp.lowrank.save(encoder, "out/"); encoder = samp.lowrank.load("out/")
+    samp.lowrank.install(model, encoder)                           # a loaded encoder into a speech LLM
 """
-from samp.lowrank.applying import OutputError, apply, load, output_error, save
+from samp.lowrank.applying import OutputError, apply, audio_encoder, install, load, output_error, save
 from samp.lowrank.calibration import CalibrationStats, LayerStats, StatsAccumulator, calibrate
 from samp.lowrank.layers import EncoderLinear, find_encoder_linears
 from samp.lowrank.modules import LowRankLinear
@@ -24,8 +25,10 @@ __all__ = [
     "StatsAccumulator",
     "ThetaSchedule",
     "apply",
+    "audio_encoder",
     "calibrate",
     "find_encoder_linears",
+    "install",
     "load",
     "output_error",
     "plan",

@@ -155,6 +155,30 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
     return encoder.eval()
 
 
+def audio_encoder(model: nn.Module) -> nn.Module:
+    """The audio encoder of a speech LLM (``get_encoder(modality="audio")``) or of a Whisper model."""
+    try:
+        return model.get_encoder(modality="audio")
+    except TypeError:  # older transformers: get_encoder() takes no modality
+        return model.get_encoder()
+
+
+def install(model: nn.Module, encoder: nn.Module) -> nn.Module:
+    """Put a (loaded) compressed ``encoder`` in place of ``model``'s audio encoder; returns ``model``.
+
+    The encoder must be of the same class as the one it replaces; it is moved to the model's device and dtype.
+    """
+    current = audio_encoder(model)
+    if type(current) is not type(encoder):
+        raise ValueError(f"cannot install a {type(encoder).__name__} in place of the model's {type(current).__name__}")
+    name = next((name for name, module in model.named_modules() if module is current), None)
+    if not name:
+        raise ValueError(f"{type(model).__name__}'s audio encoder is not one of its submodules")
+    reference = next(current.parameters())
+    replace_module(model, name, encoder.to(device=reference.device, dtype=reference.dtype))
+    return model
+
+
 @dataclass(frozen=True)
 class OutputError:
     """Encoder output error of a compressed encoder against the dense one over a set of batches.

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from samp.lowrank.applying import apply, output_error, save
+from samp.lowrank.applying import apply, audio_encoder, output_error, save
 from samp.lowrank.calibration import CalibrationStats, calibrate
 from samp.lowrank.planning import Plan, plan
 
@@ -30,14 +30,6 @@ def manifest_audio(manifest: str | Path, sampling_rate: int, limit: int | None =
         for item in load_manifest(manifest, limit=limit)
         for audio_path in item.audio_paths
     ]
-
-
-def audio_encoder(model: nn.Module) -> nn.Module:
-    """The audio encoder of a speech LLM (``get_encoder(modality="audio")``) or of a Whisper model."""
-    try:
-        return model.get_encoder(modality="audio")
-    except TypeError:  # older transformers: get_encoder() takes no modality
-        return model.get_encoder()
 
 
 def block_frame_mask(encoder: nn.Module, mel_mask: torch.Tensor) -> torch.Tensor | None:
@@ -157,4 +149,4 @@ def register(subparsers) -> None:
     apply_parser.set_defaults(func=_apply)
 
 
-__all__ = ["audio_encoder", "block_frame_mask", "manifest_audio", "register"]
+__all__ = ["block_frame_mask", "manifest_audio", "register"]
