@@ -145,3 +145,19 @@ def test_scores_of_the_trained_tiny_model_on_a_fixed_set(tmp_path):
     assert base.ref_tokens == sum(len(json.loads(line)["answer"].split())
                                   for line in MANIFEST.read_text().splitlines()[:8])
     assert compressed.tokens_out < compressed.tokens_in and compressed.coverage == 1.0
+
+
+def test_chat_template_families_get_one_rendered_user_turn():
+    from samp.eval import get_dataset
+    from samp.eval.manifest import ManifestItem
+    from samp.eval.runner import prompt_for
+    from samp.models.tiny import speechlike_waveform, tiny_glm_asr
+
+    adapter = adapter_for(*tiny_glm_asr(chunk_seconds=4))
+    spec = get_dataset("LibriSpeech")
+    item = ManifestItem(index=0, audio_paths=(Path("x.wav"),), question=spec.question, answer="", subset="test_clean")
+    prompt = prompt_for(adapter, spec, item)
+    assert prompt == ("<|user|>\n<|begin_of_audio|><|pad|><|end_of_audio|>Please transcribe this audio into text"
+                      "<|assistant|>\n")
+    result = adapter.generate([speechlike_waveform(2.0, seed=0)], prompt, max_new_tokens=3, do_sample=False)
+    assert len(result.texts) == 1 and result.audio_tokens[0][1] < result.audio_tokens[0][0]

@@ -320,10 +320,20 @@ def format_table(records: Sequence[Record]) -> str:
 
 # --- the real inference: a samp.models adapter ------------------------------------------------------------------
 def prompt_for(adapter, spec: DatasetSpec, item: ManifestItem) -> str:
-    """The full prompt (audio placeholder included) that ``adapter``'s family gets for ``item``."""
+    """The full prompt (one audio placeholder included) that ``adapter``'s family gets for ``item``.
+
+    Qwen2-Audio (base) gets the reference's plain prompt; a family whose processor has a chat template gets one
+    user turn (audio, then the instruction) rendered by it; otherwise the placeholder precedes the instruction.
+    """
     text = task_prompt(spec, adapter.family, item.question)
     if adapter.family == "qwen2_audio":
         return f"<|audio_bos|>{adapter.placeholder}<|audio_eos|>{text}"
+    processor = adapter.processor
+    if getattr(processor, "chat_template", None) and hasattr(processor, "apply_chat_template"):
+        conversation = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
+        rendered = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        if isinstance(rendered, str) and rendered.count(adapter.placeholder) == 1:
+            return rendered
     return f"{adapter.placeholder}{text}"
 
 
