@@ -28,6 +28,8 @@ from samp.bench.observations import Observation, observation_from_record
 from samp.eval.records import Record, append_record
 
 _RECORDER_KEY = pytest.StashKey["Recorder"]()
+_REFERENCE_KEY = pytest.StashKey[object]()
+_MOVEMENTS_KEY = pytest.StashKey[list]()
 _CUDA_SKIP_REASON = "needs CUDA: torch.cuda.is_available() is False on this machine"
 
 
@@ -76,7 +78,7 @@ def pytest_configure(config):
     reference = config.getoption("--samp-compare")
     if reference is not None:
         try:
-            config._samp_reference = load_reference(reference)
+            config.stash[_REFERENCE_KEY] = load_reference(reference)
         except (OSError, ValueError) as error:
             raise pytest.UsageError(str(error)) from error
 
@@ -146,7 +148,7 @@ def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    movements = getattr(config, "_samp_movements", None)
+    movements = config.stash.get(_MOVEMENTS_KEY, None)
     output_json["samp"] = {
         "records": [dataclasses.asdict(o) for o in config.stash[_RECORDER_KEY].observations],
         "gate": None if movements is None else [
@@ -160,18 +162,18 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    reference = getattr(config, "_samp_reference", None)
+    reference = config.stash.get(_REFERENCE_KEY, None)
     if reference is not None:
         movements = compare(config.stash[_RECORDER_KEY].observations, reference,
                             config.getoption("--samp-tolerance") / 100.0)
-        config._samp_movements = movements
+        config.stash[_MOVEMENTS_KEY] = movements
         if regressions(movements) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     yield
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    movements = getattr(config, "_samp_movements", None)
+    movements = config.stash.get(_MOVEMENTS_KEY, None)
     if movements is None:
         return
     terminalreporter.section(f"samp accuracy gate vs {config.getoption('--samp-compare')}")
