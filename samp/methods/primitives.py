@@ -87,59 +87,83 @@ def greedy_dpp(
     counts: torch.Tensor,
     relevance: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Greedy MAP of a DPP with kernel ``diag(ρ) · (U Uᵀ) · diag(ρ)`` (Chen et al. 2018), batched.
+    """Greedy DPP MAP on a padded batch: unit ``[B, M, C]``, valid ``[B, M]``, counts ``[B]``, relevance ``[B, M]``
+    or None. Returns a ``[B, M]`` mask of exactly ``counts[b]`` distinct valid candidates per row."""
+    sizes = valid.sum(1).tolist()
+    picks = greedy_dpp_items(
+        [unit[b, :size] for b, size in enumerate(sizes)],
+        counts.tolist(),
+        None if relevance is None else [relevance[b, :size] for b, size in enumerate(sizes)],
+    )
+    selected = torch.zeros_like(valid)
+    for b, item_picks in enumerate(picks):
+        selected[b, torch.as_tensor(item_picks, dtype=torch.long, device=valid.device)] = True
+    return selected
 
-    unit ``[B, M, C]`` unit rows of the candidates, valid ``[B, M]`` real candidates, counts ``[B]`` items to pick
-    (each at most the number of valid candidates), relevance ``[B, M]`` or None (ρ = 1).
-    Returns a ``[B, M]`` mask of exactly ``counts[b]`` distinct candidates per row.
+
+def greedy_dpp_items(
+    units: list[torch.Tensor], counts: list[int], relevances: list[torch.Tensor] | None = None
+) -> list[np.ndarray]:
+    """Greedy MAP of a DPP with kernel ``diag(ρ) · (U Uᵀ) · diag(ρ)`` (Chen et al. 2018) for several utterances.
+
+    units: per utterance the ``[M_b, C]`` unit rows of its candidates; counts: items to pick (at most ``M_b``);
+    relevances: per utterance ``[M_b]`` (ρ) or None (ρ = 1). Returns each utterance's picks in pick order.
 
     Unlike the reference: the diagonal is set exactly (ρ², or 0 for a zero row) so round-off never decides a pick,
-    a candidate already spanned by the picks adds no direction (so collinear candidates cannot
-    produce NaN or blow up), and argmax ties go to the lowest index — spanned candidates are then taken in index
-    order; picks never exceed the candidates, so every pick is distinct.
+    a candidate already spanned by the picks adds no direction (so collinear candidates cannot produce NaN or blow
+    up), argmax ties go to the lowest index — spanned candidates are then taken in index order — and picks never
+    exceed the candidates, so every pick is distinct.
     """
-    batch, m, _ = unit.shape
-    if bool((counts > valid.sum(1)).any()):
-        raise ValueError("greedy_dpp asked for more items than there are candidates")
-    kernel = unit @ unit.transpose(1, 2)
-    nonzero = (unit != 0).any(-1).to(unit.dtype)
-    diag = nonzero if relevance is None else relevance.square() * nonzero
-    if relevance is not None:
-        kernel = relevance[:, :, None] * kernel * relevance[:, None, :]
-    kernel.diagonal(dim1=1, dim2=2).copy_(diag)
+    sizes = [unit.shape[0] for unit in units]
+    if any(count > size for count, size in zip(counts, sizes)):
+        raise ValueError(f"greedy_dpp asked for {counts} items from {sizes} candidates")
+    batch, m = len(units), max(sizes, default=0)
+    # Kernels are built per utterance (no padded [B, M, C] copy) and stacked small; the greedy loop then runs once
+    # for the whole batch in numpy, whose per-call cost on these small vectors is a fraction of torch's.
+    kernels = np.zeros((batch, m, m), dtype=np.float32)
+    diags = np.zeros((batch, m), dtype=np.float32)
+    for b, unit in enumerate(units):
+        size = sizes[b]
+        kernel = unit.float() @ unit.float().T
+        nonzero = (kernel.diagonal() > 0.5).float()  # unit rows: 1 ± round-off, zero rows: 0
+        diag = nonzero
+        if relevances is not None:
+            rho = relevances[b].float()
+            kernel = rho[:, None] * kernel * rho[None, :]
+            diag = rho.square() * nonzero
+        kernel.diagonal().copy_(diag)
+        kernels[b, :size, :size] = kernel.cpu().numpy()
+        diags[b, :size] = diag.cpu().numpy()
+    valid = np.arange(m)[None, :] < np.asarray(sizes)[:, None]
+    return _greedy_picks(kernels, diags, valid, np.asarray(counts, dtype=np.int64))
 
-    # The greedy loop is sequential and made of tiny vector operations, where numpy's per-call cost is a fraction
-    # of torch's; the kernel (the real work) stays a batched matmul on the input's device.
-    kernel_np = kernel.float().cpu().numpy()
-    diag_np = diag.float().cpu().numpy()
-    valid_np = valid.cpu().numpy()
-    selected = np.zeros((batch, m), dtype=bool)
-    for b, count in enumerate(counts.tolist()):
-        selected[b, _greedy_picks(kernel_np[b], diag_np[b], valid_np[b], count)] = True
-    return torch.from_numpy(selected).to(unit.device)
 
-
-def _greedy_picks(kernel: np.ndarray, diag: np.ndarray, valid: np.ndarray, count: int) -> list[int]:
-    m = kernel.shape[0]
+def _greedy_picks(kernels: np.ndarray, diags: np.ndarray, valid: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    batch, m = diags.shape
+    steps = int(counts.max(initial=0))
     # Below this share of its own relevance a candidate adds no new direction: the picked set already spans it
     # (float32 round-off leaves residuals of ±1e-7 there, and dividing by them blows the basis up).
-    spanned = diag * EXHAUSTED_SHARE
-    residual = diag.copy()
-    blocked = np.where(valid, 0.0, -np.inf).astype(np.float32)
-    basis = np.zeros((count, m), dtype=np.float32)  # row t: the t-th orthogonalised kernel row
-    picks = []
-    for step in range(count):
+    spanned = diags * EXHAUSTED_SHARE
+    residual = diags.copy()
+    blocked = np.where(valid, np.float32(0), np.float32(-np.inf))
+    basis = np.zeros((batch, steps, m), dtype=np.float32)  # basis[b, t]: the t-th orthogonalised kernel row
+    picks = np.zeros((batch, steps), dtype=np.int64)
+    rows = np.arange(batch)
+    for step in range(steps):
         gain = np.where(residual > spanned, residual, np.float32(0))
-        pick = int(np.argmax(gain + blocked))  # first maximum: ties go to the lower index
-        picks.append(pick)
-        blocked[pick] = -np.inf
-        if gain[pick] <= 0:
-            continue  # spanned: contributes no direction, residuals stay as they are
-        row = kernel[pick] - basis[:step, pick] @ basis[:step] if step else kernel[pick].copy()
-        row *= np.float32(1.0 / np.sqrt(gain[pick]))
-        basis[step] = row
+        pick = np.argmax(gain + blocked, axis=1)  # first maximum: ties go to the lower index
+        picks[:, step] = pick
+        blocked[rows, pick] = -np.inf
+        row = kernels[rows, pick]  # [B, M]
+        if step:
+            row = row - np.matmul(basis[rows, :step, pick][:, None, :], basis[:, :step])[:, 0]
+        picked_gain = gain[rows, pick]
+        # a spanned pick (gain 0) contributes no direction and leaves the residuals as they are
+        scale = np.where(picked_gain > 0, 1.0 / np.sqrt(np.maximum(picked_gain, 1e-30)), 0.0).astype(np.float32)
+        row *= scale[:, None]
+        basis[:, step] = row
         residual -= row * row
-    return picks
+    return [picks[b, :count] for b, count in enumerate(counts.tolist())]
 
 
 def slots_from_groups(ids: torch.Tensor, keep_groups: torch.Tensor) -> torch.Tensor:

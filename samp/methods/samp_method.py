@@ -6,15 +6,7 @@ import numpy as np
 import torch
 
 from samp.methods.batch import Batch, Plan
-from samp.methods.primitives import (
-    greedy_dpp,
-    group_ids,
-    ranks_descending,
-    segment_sum,
-    slots_from_groups,
-    unit_rows,
-    weighted_slots,
-)
+from samp.methods.primitives import greedy_dpp_items, unit_rows, weighted_slots
 
 
 def similarity_groups(unit: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -57,39 +49,42 @@ def samp(batch: Batch) -> Plan:
     * fewer groups than the budget (heavy merging: silence, long vowels): the weakest joins are undone — the
       members that joined with the lowest scores open new groups — so exactly ``counts[b]`` contiguous groups
       remain. The reference instead asks the DPP for more items than exist and emits duplicated tokens.
+
+    The feature-sized work runs one utterance at a time on its valid rows: no padded ``[B, N, C]`` temporaries
+    (which on CPU cost fresh pages on every call), while the DPP's greedy loop runs once for the whole batch.
     """
-    valid = batch.valid
-    unit_np = batch.unit.cpu().numpy()
-    starts = torch.zeros_like(valid)
-    scores = torch.full(valid.shape, float("inf"), dtype=torch.float64)
-    for b, length in enumerate(batch.lengths.tolist()):
-        item_starts, item_scores = similarity_groups(unit_np[b, :length], batch.threshold)
-        starts[b, :length] = torch.from_numpy(item_starts)
-        scores[b, :length] = torch.from_numpy(np.nan_to_num(item_scores, nan=np.inf))
-    starts = starts.to(valid.device)
-    scores = scores.to(valid.device)
+    device = batch.features.device
+    slots = torch.full(batch.valid.shape, -1, dtype=torch.long, device=device)
+    kept = batch.features.new_zeros(batch.features.shape[0], int(batch.counts.max()), batch.features.shape[2])
+    items = []
+    for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
+        features = batch.features[b, :length]
+        unit = unit_rows(features)
+        starts, scores = similarity_groups(unit.cpu().numpy(), batch.threshold)
+        shortfall = count - int(starts.sum())
+        if shortfall > 0:
+            # lowest join scores first (group starts score +inf); a stable sort gives ties to the earlier token
+            weakest = np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[:shortfall]
+            starts[weakest] = True
+        ids = torch.from_numpy(np.cumsum(starts) - 1).to(device)
+        groups = int(starts.sum())
+        weights = batch.received[b, :length]
+        merged, _ = weighted_slots(features[None], ids[None], weights[None], groups)
+        members = torch.bincount(ids, minlength=groups).float()
+        relevance = torch.zeros(groups, device=device).index_add_(0, ids, batch.self_attention[b, :length])
+        items.append((b, length, count, ids, merged[0], relevance / members))
 
-    groups = starts.sum(1)
-    shortfall = (batch.counts - groups).clamp_min(0)
-    # Lowest join scores first; ties go to the earlier token.
-    starts = starts | (ranks_descending(-scores) < shortfall[:, None])
-    groups = starts.sum(1)
-
-    ids = group_ids(starts, valid)
-    num_groups = int(groups.max())
-    merged, _ = weighted_slots(batch.features, ids, batch.received, num_groups)
-    group_valid = torch.arange(num_groups, device=valid.device)[None, :] < groups[:, None]
-    member_count = segment_sum(valid.float(), ids, num_groups).clamp_min(1)
-    relevance = segment_sum(batch.self_attention, ids, num_groups) / member_count
-
-    needs_pruning = groups > batch.counts
-    keep = group_valid
-    if bool(needs_pruning.any()):
-        picked = greedy_dpp(
-            unit_rows(merged), group_valid, torch.where(needs_pruning, batch.counts, 0), relevance
-        )
-        keep = torch.where(needs_pruning[:, None], picked, group_valid)
-    kept = merged.new_zeros(merged.shape[0], int(batch.counts.max()), merged.shape[2])
-    slot_mask = torch.arange(kept.shape[1], device=keep.device)[None, :] < batch.counts[:, None]
-    kept[slot_mask] = merged[keep]
-    return Plan(slots=slots_from_groups(ids, keep), weights=batch.received, features=kept)
+    pruned = [item for item in items if item[5].shape[0] > item[2]]
+    picks = greedy_dpp_items(
+        [unit_rows(merged) for *_, merged, _ in pruned],
+        [count for _, _, count, *_ in pruned],
+        [relevance for *_, relevance in pruned],
+    )
+    picks_of = {item[0]: torch.as_tensor(np.sort(p), dtype=torch.long, device=device) for item, p in zip(pruned, picks)}
+    for b, length, count, ids, merged, _ in items:
+        keep = picks_of.get(b, torch.arange(merged.shape[0], device=device))
+        group_slot = torch.full((merged.shape[0],), -1, dtype=torch.long, device=device)
+        group_slot[keep] = torch.arange(count, device=device)
+        slots[b, :length] = group_slot[ids]
+        kept[b, :count] = merged[keep]
+    return Plan(slots=slots, weights=batch.received, features=kept)
