@@ -41,3 +41,78 @@ def test_latency_budget_skips_without_a_checkpoint(tmp_path):
     with pytest.raises(pytest.skip.Exception, match="not found: no config.json under"):
         run_latency_budget("Qwen/Qwen2-Audio-7B", "samp", 0.6, paths=BenchPaths(tmp_path, None), cache=ModelCache(),
                            benchmark=None, book=LatencyBook(), budgets=load_budgets(default_budget_dir()))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkout(tmp_path_factory):
+    """A saved tiny Qwen2-Audio checkpoint and a three-utterance LibriSpeech manifest, laid out the way
+    --samp-model-dir and --samp-data-root expect them."""
+    import json
+
+    import soundfile
+
+    from samp.models.tiny import speechlike_waveform, tiny_qwen2_audio
+
+    root = tmp_path_factory.mktemp("checkout")
+    model, processor = tiny_qwen2_audio()
+    checkpoint = root / "models" / "tiny" / "Qwen2-Audio"
+    model.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    data = root / "data" / "LibriSpeech"
+    data.mkdir(parents=True)
+    rows = []
+    for index in range(3):
+        soundfile.write(data / f"{index}.wav", speechlike_waveform(2.0, seed=index), 16000)
+        rows.append({"index": index, "audio_path": f"{index}.wav", "question": "Transcribe.",
+                     "answer": "hello world again", "subset": "test_clean"})
+    (data / "LibriSpeech.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return root
+
+
+def test_accuracy_budget_end_to_end_on_a_tiny_checkpoint(tiny_checkout, tmp_path, benchmark):
+    import torch
+
+    from samp.bench.budgets import AccuracyBudget, ResultKey
+    from samp.bench.gpu_suite import run_accuracy_budget
+    from samp.bench.plugin import Recorder
+
+    key = ResultKey("tiny/Qwen2-Audio", "samp", 0.5, "LibriSpeech", "test_clean")
+    paths = BenchPaths(tiny_checkout / "models", tiny_checkout / "data")
+    cache, records = ModelCache("cpu", torch.float32), tmp_path / "records.jsonl"
+    recorder = Recorder(records)
+    wide = AccuracyBudget(key, "wer", 100.0, 10_000.0, threshold=0.85, flavor="qwen2_audio")
+    run_accuracy_budget(wide, paths=paths, cache=cache, benchmark=benchmark, recorder=recorder,
+                        work_dir=tmp_path / "work", max_new_tokens=6)
+    (observation,) = recorder.observations
+    assert observation.key == key and observation.metric == "wer" and observation.coverage == 1.0
+    assert observation.n_items == 3 and observation.value > 0 and observation.device == "cpu"
+    assert observation.tokens_out < observation.tokens_in
+    assert benchmark.extra_info["samp_record"]["flavor"] == "qwen2_audio"
+    assert records.read_text().count("\n") == 1
+
+
+def test_a_score_outside_its_band_fails_with_the_numbers(tiny_checkout, tmp_path, benchmark):
+    import torch
+
+    from samp.bench.budgets import AccuracyBudget, ResultKey
+    from samp.bench.gpu_suite import run_accuracy_budget
+    from samp.bench.plugin import Recorder
+
+    narrow = AccuracyBudget(ResultKey("tiny/Qwen2-Audio", "base", 1.0, "LibriSpeech", "test_clean"), "wer", 0.0, 0.0)
+    recorder = Recorder(None)
+    with pytest.raises(AssertionError, match=r"wer \d+\.\d\d% left the band 0\.00–0\.00% \(published 0\.0%"):
+        run_accuracy_budget(narrow, paths=BenchPaths(tiny_checkout / "models", tiny_checkout / "data"),
+                            cache=ModelCache("cpu", torch.float32), benchmark=benchmark, recorder=recorder,
+                            work_dir=tmp_path, max_new_tokens=6)
+    assert recorder.observations[0].value > 0  # recorded before the band is checked
+
+
+def test_accuracy_budget_skips_without_the_dataset(tiny_checkout, tmp_path):
+    from samp.bench.budgets import AccuracyBudget, ResultKey
+    from samp.bench.gpu_suite import run_accuracy_budget
+
+    budget = AccuracyBudget(ResultKey("tiny/Qwen2-Audio", "samp", 0.5, "AISHELL-1", "aishell1_test"), "cer", 3.0, 0.5)
+    with pytest.raises(pytest.skip.Exception, match="dataset AISHELL-1 not found: no manifest for AISHELL-1"):
+        run_accuracy_budget(budget, paths=BenchPaths(tiny_checkout / "models", tiny_checkout / "data"),
+                            cache=ModelCache("cpu"), benchmark=None, recorder=None, work_dir=tmp_path)
+

@@ -43,25 +43,35 @@ def latency_params(model_id: str) -> list:
 
 
 class ModelCache:
-    """Keeps one loaded model on the GPU at a time (7B models: two do not fit next to each other everywhere)."""
+    """Keeps one loaded model at a time (two 7B models do not fit next to each other on every GPU). The GPU suites
+    use bfloat16 on CUDA; tests of the suite's plumbing pass ``device="cpu"``."""
 
-    def __init__(self):
+    def __init__(self, device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
+        self.device, self.dtype = torch.device(device), dtype
         self.model_id = None
         self.adapter = None
+
+    @property
+    def device_name(self) -> str:
+        """What records call the device: the GPU model, or ``cpu``."""
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
 
     def adapter_for(self, model_id: str, checkpoint: Path):
         if self.model_id != model_id:
             import samp.models
 
-            self.adapter = None
-            torch.cuda.empty_cache()
-            model, processor = samp.models.load(checkpoint, dtype=torch.bfloat16, device="cuda")
+            self.adapter, self.model_id = None, None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            model, processor = samp.models.load(checkpoint, dtype=self.dtype, device=str(self.device))
             self.adapter, self.model_id = samp.models.adapter_for(model, processor), model_id
         return self.adapter
 
 
-def run_accuracy_budget(budget: AccuracyBudget, *, paths, cache: ModelCache, benchmark, recorder, work_dir: Path):
-    """Evaluate one budget row with the reference's flavour and scorer, record it, and fail outside the band."""
+def run_accuracy_budget(budget: AccuracyBudget, *, paths, cache: ModelCache, benchmark, recorder, work_dir: Path,
+                        max_new_tokens: int = 256):
+    """Evaluate one budget row with the reference's flavour, scorer and ``max_new_tokens``, record it, and fail
+    outside the band."""
     from samp.eval.datasets import get_dataset
     from samp.eval.manifest import find_manifest, load_manifest
     from samp.eval.runner import RunConfig, adapter_inference, evaluate
@@ -81,8 +91,9 @@ def run_accuracy_budget(budget: AccuracyBudget, *, paths, cache: ModelCache, ben
                        threshold=budget.threshold if budget.threshold is not None else 0.85,
                        flavor=budget.flavor or "samp", scorer="evalkit")
     records = benchmark.pedantic(
-        evaluate, args=(config, [(spec, items)], work_dir, adapter_inference(adapter, config)),
-        kwargs={"device": torch.cuda.get_device_name(0)}, rounds=1, iterations=1)
+        evaluate, args=(config, [(spec, items)], work_dir, adapter_inference(adapter, config,
+                                                                            max_new_tokens=max_new_tokens)),
+        kwargs={"device": cache.device_name, "progress": False}, rounds=1, iterations=1)
     (record,) = [r for r in records if r.subset == key.subset]
     recorder.add(record, benchmark)
     low, high = budget.band
