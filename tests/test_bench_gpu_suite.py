@@ -116,3 +116,39 @@ def test_accuracy_budget_skips_without_the_dataset(tiny_checkout, tmp_path):
         run_accuracy_budget(budget, paths=BenchPaths(tiny_checkout / "models", tiny_checkout / "data"),
                             cache=ModelCache("cpu"), benchmark=None, recorder=None, work_dir=tmp_path)
 
+
+
+@pytest.mark.parametrize("method, keep_ratio", [("base", 1.0), ("fastadasp", 0.5)])
+def test_latency_budget_ratios_within_one_session(tiny_checkout, benchmark, method, keep_ratio, latency_session):
+    from samp.bench.budgets import BudgetTable, LatencyBudget
+
+    book, cache = latency_session
+    # The slack is wide: on a tiny CPU model prefill is mostly fixed overhead, not audio tokens.
+    budgets = BudgetTable((), LatencyBudget(prefill_slack=0.99))
+    paths = BenchPaths(tiny_checkout / "models", None)
+    run_latency_budget("tiny/Qwen2-Audio", method, keep_ratio, paths=paths, cache=cache, benchmark=benchmark,
+                       book=book, budgets=budgets, seconds=2.0, new_tokens=3, rounds=1)
+    assert (("tiny/Qwen2-Audio", method, keep_ratio)) in book.results
+    assert benchmark.extra_info["method"] == method and benchmark.extra_info["prefill_s"] > 0
+    if method == "base":
+        assert "prefill_ratio_to_base" not in benchmark.extra_info
+    else:
+        base = book.results[("tiny/Qwen2-Audio", "base", 1.0)]
+        assert benchmark.extra_info["prefill_ratio_to_base"] == pytest.approx(
+            book.results[("tiny/Qwen2-Audio", method, keep_ratio)].prefill_s / base.prefill_s)
+
+
+@pytest.fixture(scope="module")
+def latency_session():
+    import torch
+
+    return LatencyBook(), ModelCache("cpu", torch.float32)
+
+
+def test_latency_budget_needs_the_uncompressed_run_first(tiny_checkout, benchmark):
+    import torch
+
+    with pytest.raises(pytest.skip.Exception, match="the uncompressed run of this session is missing"):
+        run_latency_budget("tiny/Qwen2-Audio", "fastadasp", 0.5, paths=BenchPaths(tiny_checkout / "models", None),
+                           cache=ModelCache("cpu", torch.float32), benchmark=benchmark, book=LatencyBook(),
+                           budgets=load_budgets(default_budget_dir()), seconds=2.0, new_tokens=3, rounds=1)

@@ -168,12 +168,15 @@ def _latency_prompt(adapter) -> str:
 
 
 def run_latency_budget(model_id: str, method: str, keep_ratio: float, *, paths, cache: ModelCache, benchmark,
-                       book: LatencyBook, budgets: BudgetTable):
+                       book: LatencyBook, budgets: BudgetTable, **measure):
+    """Measure one setting (``measure``: :func:`measure_latency`'s ``seconds``/``new_tokens``/``rounds``) and gate
+    its prefill against the uncompressed run of the same session."""
     checkpoint = paths.checkpoint(model_id)
     adapter = cache.adapter_for(model_id, checkpoint)
     flavors = {b.flavor for b in budgets.select(model=model_id)}
     flavor = flavors.pop() if len(flavors) == 1 and None not in flavors else "samp"
-    result = measure_latency(adapter, method=method, keep_ratio=keep_ratio, flavor=flavor, benchmark=benchmark)
+    result = measure_latency(adapter, method=method, keep_ratio=keep_ratio, flavor=flavor, benchmark=benchmark,
+                             **measure)
     book.results[(model_id, method, keep_ratio)] = result
     benchmark.extra_info.update({f"{name}": value for name, value in vars(result).items()})
     benchmark.extra_info.update({"model": model_id, "method": method, "keep_ratio": keep_ratio, "flavor": flavor})
