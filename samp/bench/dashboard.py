@@ -113,13 +113,15 @@ def _pareto(model: str, family: str, latest: Sequence[Observation], budgets: Bud
                 published_lines.append(Line(f"{method} published", points, colour(methods.index(method)),
                                             hollow=True, draw_line=False))
     # Published first so this run's points are drawn on top of the seed's.
-    charts = [line_chart(published_lines + kept_lines, title=f"{model}: score vs kept tokens", x_label="kept tokens (fraction of input)",
-                         y_label=y_label, kind="pareto-kept")]
+    charts = [line_chart(published_lines + kept_lines, title=f"{model}: score vs kept tokens",
+                         x_label="kept tokens (fraction of input)", y_label=y_label, kind="pareto-kept")]
     if prefill_lines:
-        charts.append(line_chart(prefill_lines, title=f"{model}: score vs prefill time", x_label="prefill ms per utterance (mean over sets)",
-                                 y_label=y_label, kind="pareto-prefill"))
+        charts.append(line_chart(prefill_lines, title=f"{model}: score vs prefill time",
+                                 x_label="prefill ms per utterance (mean over sets)", y_label=y_label,
+                                 kind="pareto-prefill"))
     if not comparable:
-        charts.append('<p class="note">No dataset was measured by every method × ratio: averages span different sets.</p>')
+        charts.append('<p class="note">No dataset was measured by every method × ratio: '
+                      'averages span different sets.</p>')
     return charts
 
 
