@@ -1,4 +1,8 @@
-"""Project-wide pytest set-up: markers, offline hub, pinned threads, seeded RNGs, GPU auto-skip."""
+"""Project-wide pytest set-up: offline hub, pinned threads, seeded RNGs.
+
+The markers ``gpu`` (skipped with a reason when CUDA is absent) and ``slow`` come from samp's pytest plugin
+(``samp.bench.plugin``, installed with the package), so any benchmark suite that uses samp gets them too.
+"""
 import os
 import random
 
@@ -24,15 +28,6 @@ def pytest_configure(config):
     torch.set_num_threads(config.getoption("--samp-threads"))
     # Denormals in tiny random models slowed CPU runs several-fold on this machine.
     torch.set_flush_denormal(True)
-
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip_gpu = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is False on this machine")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
 
 
 @pytest.fixture(autouse=True)
