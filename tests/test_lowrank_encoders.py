@@ -290,3 +290,26 @@ def test_calibrate_apply_save_load_on_cuda(tmp_path):
     loaded = lowrank.load(tmp_path / "encoder", device="cuda")
     with torch.no_grad():
         assert torch.equal(loaded(batches[0]).last_hidden_state, encoder(batches[0]).last_hidden_state)
+
+
+def test_a_plan_reloaded_from_json_applies_the_same_bases():
+    encoder = tiny_qwen2_audio_encoder()
+    batches = feature_batches()
+    stats = lowrank.calibrate(encoder, batches, progress=False)
+    compression = lowrank.plan(stats, "0.9:0.95", share_bases=True, share_similarity=0.2)
+    assert compression.shared_bases
+    reloaded = lowrank.Plan.from_json(compression.to_json(), stats=stats)  # no cached eigendecompositions
+    in_memory, from_json = copy.deepcopy(encoder), copy.deepcopy(encoder)
+    lowrank.apply(in_memory, compression)
+    lowrank.apply(from_json, reloaded)
+    with torch.no_grad():
+        torch.testing.assert_close(from_json(batches[0]).last_hidden_state, in_memory(batches[0]).last_hidden_state)
+
+
+@pytest.mark.gpu
+def test_plan_on_cuda_matches_the_cpu_plan():
+    stats = lowrank.calibrate(tiny_qwen2_audio_encoder(), feature_batches(), progress=False)
+    on_cpu = lowrank.plan(stats, "0.9:0.95", share_bases=True, share_similarity=0.2)
+    on_cuda = lowrank.plan(stats, "0.9:0.95", share_bases=True, share_similarity=0.2, device="cuda")
+    assert [layer.rank for layer in on_cuda.layers] == [layer.rank for layer in on_cpu.layers]
+    assert [b.members for b in on_cuda.shared_bases] == [b.members for b in on_cpu.shared_bases]

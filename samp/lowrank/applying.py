@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from samp.lowrank.layers import find_encoder_linears, replace_module
 from samp.lowrank.modules import LowRankLinear
-from samp.lowrank.planning import Plan, shared_components
+from samp.lowrank.planning import Plan
 
 CONFIG_KEY = "samp_lowrank"
 CONFIG_FILE = "config.json"
@@ -51,10 +51,7 @@ def apply(encoder: nn.Module, plan: Plan) -> nn.Module:
         raise ValueError("the plan carries no calibration statistics; load it with Plan.from_json(text, stats=...)")
     _check_plan_fits(encoder, plan)
     shared_parameters: dict[str, nn.Parameter] = {}
-    shared_bases = {}
-    for shared in plan.shared_bases:
-        eigenvectors, _ = shared_components([plan.stats.layer(name) for name in shared.members])
-        shared_bases[shared.name] = eigenvectors[:, : shared.rank]
+    shared_bases = {shared.name: plan.shared_basis_vectors(shared.name) for shared in plan.shared_bases}
     for layer in plan.layers:
         if layer.rank is None:
             continue

@@ -87,6 +87,7 @@ def _plan(args) -> int:
         share_bases=args.share_bases,
         share_similarity=args.share_similarity,
         rank_multiple=args.rank_multiple,
+        device=args.device,
     )
     Path(args.out).write_text(result.to_json())
     print(result.table())
@@ -136,6 +137,7 @@ def register(subparsers) -> None:
     plan_parser.add_argument("--share-similarity", type=float, default=0.9,
                              help="minimum subspace similarity (mean squared principal-angle cosine) to share")
     plan_parser.add_argument("--rank-multiple", type=int, default=16, help="round ranks up to a multiple of this")
+    plan_parser.add_argument("--device", default="cpu", help="where to run the eigendecompositions (cpu, cuda)")
     plan_parser.add_argument("--out", required=True, help="plan JSON to write")
     plan_parser.set_defaults(func=_plan)
 

@@ -29,17 +29,18 @@ class PrincipalComponents:
     eigenvectors: torch.Tensor
 
 
-def _descending_eigh(covariance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-    return eigenvalues.flip(0).clamp_min(0.0), eigenvectors.flip(1)
+def _descending_eigh(covariance: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 eigendecomposition on ``device`` (a GPU turns minutes per 5120-wide layer into seconds), on CPU out."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance.to(device))
+    return eigenvalues.flip(0).clamp_min(0.0).cpu(), eigenvectors.flip(1).cpu()
 
 
 # Covariance = E[yyᵀ] − μμᵀ cancels in float64: variance below this fraction of E[|y|²] is rounding noise.
 NOISE_FLOOR = 1e-12
 
 
-def principal_components(stats: LayerStats) -> PrincipalComponents:
-    eigenvalues, eigenvectors = _descending_eigh(stats.covariance())
+def principal_components(stats: LayerStats, device: str | torch.device = "cpu") -> PrincipalComponents:
+    eigenvalues, eigenvectors = _descending_eigh(stats.covariance(), device)
     mean_square = float(stats.output_outer_sum.diagonal().sum()) / stats.count
     eigenvalues = torch.where(eigenvalues > NOISE_FLOOR * mean_square, eigenvalues, torch.zeros_like(eigenvalues))
     return PrincipalComponents(stats.mean(), eigenvalues, eigenvectors)
@@ -206,6 +207,7 @@ class Plan:
     stats: CalibrationStats | None = field(default=None, compare=False, repr=False)
     # Eigendecompositions made while planning, so apply() need not repeat them (minutes for 5120-wide layers).
     components: Mapping[str, PrincipalComponents] = field(default_factory=dict, compare=False, repr=False)
+    shared_vectors: Mapping[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         names = [layer.name for layer in self.layers]
@@ -229,6 +231,19 @@ class Plan:
         if self.stats is None:
             raise ValueError("the plan carries no calibration statistics; load it with Plan.from_json(text, stats=...)")
         return principal_components(self.stats.layer(name))
+
+    def shared_basis_vectors(self, name: str) -> torch.Tensor:
+        """The ``[out, rank]`` orthonormal basis of shared basis ``name``: from planning when cached, else refitted
+        from the members' statistics."""
+        if name in self.shared_vectors:
+            return self.shared_vectors[name]
+        if self.stats is None:
+            raise ValueError("the plan carries no calibration statistics; load it with Plan.from_json(text, stats=...)")
+        shared = next((basis for basis in self.shared_bases if basis.name == name), None)
+        if shared is None:
+            raise KeyError(f"plan has no shared basis {name!r}")
+        eigenvectors, _ = shared_components([self.stats.layer(member) for member in shared.members])
+        return eigenvectors[:, : shared.rank]
 
     def layer(self, name: str) -> LayerPlan:
         for layer in self.layers:
@@ -377,19 +392,20 @@ def _normalised_covariance(stats: LayerStats) -> torch.Tensor:
     return covariance / covariance.trace()
 
 
-def shared_components(member_stats: list[LayerStats]) -> tuple[torch.Tensor, torch.Tensor]:
+def shared_components(member_stats: list[LayerStats], device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvectors (descending) of the members' pooled covariances, each scaled to unit total variance so no
     layer dominates by its magnitude; also each member's variance captured per component (``[members, width]``)."""
     normalised = [_normalised_covariance(stats) for stats in member_stats]
-    _, eigenvectors = _descending_eigh(sum(normalised))
+    _, eigenvectors = _descending_eigh(sum(normalised), device)
     captured = torch.stack([((covariance @ eigenvectors) * eigenvectors).sum(0) for covariance in normalised])
     return eigenvectors, captured
 
 
-def _fit_shared(members: list[LayerPlan], member_stats: list[LayerStats], multiple: int):
-    """The smallest shared rank at which every member still keeps its θ and stays cheaper than dense, or None."""
+def _fit_shared(members: list[LayerPlan], member_stats: list[LayerStats], multiple: int, device):
+    """The smallest shared rank at which every member still keeps its θ and stays cheaper than dense, its
+    retained variance per member and the shared eigenvectors; or None."""
     width = members[0].out_features
-    _, captured = shared_components(member_stats)
+    eigenvectors, captured = shared_components(member_stats, device)
     cumulative = torch.cumsum(captured, 1)
     thetas = torch.tensor([layer.theta for layer in members], dtype=torch.float64)
     for rank in range(multiple, width + multiple, multiple):
@@ -401,10 +417,10 @@ def _fit_shared(members: list[LayerPlan], member_stats: list[LayerStats], multip
     if not all(low_rank_is_cheaper(m.in_features, m.out_features, m.has_bias, rank) for m in members):
         return None
     retained = [min(float(value), 1.0) for value in cumulative[:, rank - 1]]
-    return rank, retained
+    return rank, retained, eigenvectors
 
 
-def _share_bases(layers, stats: CalibrationStats, components: dict, similarity: float, multiple: int):
+def _share_bases(layers, stats: CalibrationStats, components: dict, similarity: float, multiple: int, device):
     # a constant output (no variance) has no subspace to compare or pool
     candidates = [
         layer for layer in layers
@@ -412,7 +428,7 @@ def _share_bases(layers, stats: CalibrationStats, components: dict, similarity: 
     ]
     own_bases = {layer.name: components[layer.name].eigenvectors[:, : layer.rank] for layer in candidates}
     groups: list[list[LayerPlan]] = []
-    fits: list[tuple[int, list[float]] | None] = []
+    fits: list[tuple | None] = []
     for layer in candidates:
         placed = False
         for index, group in enumerate(groups):
@@ -421,10 +437,10 @@ def _share_bases(layers, stats: CalibrationStats, components: dict, similarity: 
             if any(subspace_similarity(own_bases[layer.name], own_bases[m.name]) < similarity for m in group):
                 continue
             trial = group + [layer]
-            fit = _fit_shared(trial, [stats.layer(m.name) for m in trial], multiple)
+            fit = _fit_shared(trial, [stats.layer(m.name) for m in trial], multiple, device)
             if fit is None:
                 continue
-            rank, _ = fit
+            rank = fit[0]
             own = sum(m.params_after for m in trial)
             shared = sum(rank * m.in_features + m.out_features for m in trial) + rank * layer.out_features
             if shared >= own:
@@ -438,12 +454,13 @@ def _share_bases(layers, stats: CalibrationStats, components: dict, similarity: 
             fits.append(None)
 
     by_name = {layer.name: layer for layer in layers}
-    shared_bases = []
+    shared_bases, shared_vectors = [], {}
     for group, fit in zip(groups, fits):
         if fit is None:
             continue
-        rank, retained = fit
+        rank, retained, eigenvectors = fit
         name = f"shared{len(shared_bases)}"
+        shared_vectors[name] = eigenvectors[:, :rank]
         params_own = sum(m.params_after for m in group)
         for member, kept in zip(group, retained):
             by_name[member.name] = replace(member, rank=rank, retained_variance=kept, basis=name)
@@ -459,7 +476,7 @@ def _share_bases(layers, stats: CalibrationStats, components: dict, similarity: 
                 params_shared=sum(by_name[m.name].params_after for m in group) + rank * group[0].out_features,
             )
         )
-    return [by_name[layer.name] for layer in layers], shared_bases
+    return [by_name[layer.name] for layer in layers], shared_bases, shared_vectors
 
 
 def plan(
@@ -469,6 +486,7 @@ def plan(
     share_bases: bool = False,
     share_similarity: float = 0.9,
     rank_multiple: int = 16,
+    device: str | torch.device = "cpu",
 ) -> Plan:
     """Plan every layer in ``stats``: θ from the depth-aware schedule, the smallest rank keeping θ of the centred
     output variance (rounded up to ``rank_multiple``), dense where the low-rank pair would not be cheaper.
@@ -476,6 +494,9 @@ def plan(
     With ``share_bases``, layers of equal output width whose own bases have a subspace similarity of at least
     ``share_similarity`` are grouped greedily; a group keeps one basis fitted to the pooled statistics, at the
     smallest rank where every member still keeps its θ, when that saves parameters.
+
+    ``device`` runs the float64 eigendecompositions (e.g. ``"cuda"``: on one CPU thread a 5120-wide layer takes
+    about a minute).
     """
     schedule = ThetaSchedule.parse(rank_threshold)
     if not isinstance(stats, CalibrationStats):
@@ -489,7 +510,7 @@ def plan(
     for layer_stats in stats.layers:
         layer = layer_stats.layer
         theta = schedule.theta(layer.role, layer.block_index, layer.num_blocks)
-        components[layer.name] = principal_components(layer_stats)
+        components[layer.name] = principal_components(layer_stats, device)
         eigenvalues = components[layer.name].eigenvalues
         rank = rank_for_theta(eigenvalues, theta, rank_multiple)
         if not low_rank_is_cheaper(layer.in_features, layer.out_features, layer.has_bias, rank):
@@ -507,9 +528,11 @@ def plan(
                 retained_variance=1.0 if rank is None else retained_fraction(eigenvalues, rank),
             )
         )
-    shared_bases = []
+    shared_bases, shared_vectors = [], {}
     if share_bases:
-        layers, shared_bases = _share_bases(layers, stats, components, share_similarity, rank_multiple)
+        layers, shared_bases, shared_vectors = _share_bases(
+            layers, stats, components, share_similarity, rank_multiple, device
+        )
     return Plan(
         rank_threshold=str(schedule),
         rank_multiple=rank_multiple,
@@ -517,4 +540,5 @@ def plan(
         shared_bases=tuple(shared_bases),
         stats=stats,
         components=components,
+        shared_vectors=shared_vectors,
     )
