@@ -2,9 +2,10 @@
 
 The stock encoders run SDPA, which never materialises attention probabilities, and asking the whole encoder for
 ``output_attentions`` either switches every layer to eager (slow, and changes nothing but the cost) or silently
-returns nothing on recent transformers. Instead, a forward pre-hook on the last layer's ``self_attn`` records the
-layer's input (and rotary position embeddings where the encoder uses them), leaves the forward untouched, and the
-probabilities ``softmax(q·kᵀ·scale + key_mask)`` are recomputed from it afterwards, once, in float32.
+returns nothing on recent transformers. Instead, forward hooks on the last layer's ``q_proj`` and ``k_proj`` keep
+the projections the layer computes anyway (and a pre-hook on ``self_attn`` its rotary position embeddings, where the
+encoder has them); the forward itself is untouched, and the probabilities ``softmax(q·kᵀ·scale + key_mask)`` are
+computed from them afterwards, once, in float32: one extra ``q·kᵀ`` and softmax for the last layer only.
 
     with LastLayerAttentionHook(tower.layers[-1].self_attn, query_scaled_first=True) as hook:
         hidden = tower(features, attention_mask=mask).last_hidden_state
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from samp.methods.stats import AttentionStats, attention_stats
+from samp.methods.stats import AttentionStats, attention_stats, pool_keys
 
 RotaryFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -64,45 +65,55 @@ class LastLayerAttentionHook:
         self.module = attention_module
         self.query_scaled_first = query_scaled_first
         self.rotary = rotary
-        self._handle = None
-        self._hidden_states: torch.Tensor | None = None
+        self._handles: list = []
+        self._query: torch.Tensor | None = None
+        self._key: torch.Tensor | None = None
         self._position_embeddings = None
         self.calls = 0
 
     def __enter__(self) -> LastLayerAttentionHook:
-        self._handle = self.module.register_forward_pre_hook(self._record, with_kwargs=True)
+        self._handles = [
+            self.module.register_forward_pre_hook(self._record_call, with_kwargs=True),
+            self.module.q_proj.register_forward_hook(self._record_query),
+            self.module.k_proj.register_forward_hook(self._record_key),
+        ]
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
-    def _record(self, module, args, kwargs):
-        hidden_states = args[0] if args else kwargs.get("hidden_states")
-        self._hidden_states = hidden_states
+    # hooks return None: a returned value would replace the layer's inputs or outputs
+    def _record_call(self, module, args, kwargs):
         self._position_embeddings = kwargs.get("position_embeddings")
         if self._position_embeddings is None and len(args) > 1 and isinstance(args[1], tuple):
             self._position_embeddings = args[1]
         self.calls += 1
-        return None  # a pre-hook that returns something would replace the layer's inputs
 
-    def attention(self, key_padding_mask: torch.Tensor | None = None) -> LastLayerAttention:
-        """Recompute the recorded call's probabilities; ``key_padding_mask`` ``[B, F]`` is True on valid keys."""
-        if self._hidden_states is None:
+    def _record_query(self, module, args, output):
+        self._query = output
+
+    def _record_key(self, module, args, output):
+        self._key = output
+
+    def record(self, key_padding_mask: torch.Tensor | None = None) -> RecordedAttention:
+        """The recorded call's float32 query/key states (scaled, rotated, heads expanded) and the valid keys
+        (``key_padding_mask`` ``[B, F]``, True on valid keys; None when the encoder attends every frame)."""
+        if self._query is None or self._key is None or not self.calls:
             raise RuntimeError("the last-layer attention hook never fired: the encoder did not run inside the hook")
-        module, hidden = self.module, self._hidden_states
-        batch, frames, _ = hidden.shape
+        module = self.module
+        batch, frames, _ = self._query.shape
         heads = _head_count(module)
         head_dim = module.q_proj.out_features // heads
         key_heads = module.k_proj.out_features // head_dim
         scaling = getattr(module, "scaling", head_dim**-0.5)
+        if key_padding_mask is not None and key_padding_mask.shape != (batch, frames):
+            raise ValueError(f"key_padding_mask must be [B, F] = {(batch, frames)}; got {tuple(key_padding_mask.shape)}")
         with torch.no_grad():
-            query = module.q_proj(hidden)
-            if self.query_scaled_first:
-                query = query * scaling
+            query = self._query * scaling if self.query_scaled_first else self._query
             query = query.view(batch, frames, heads, head_dim).transpose(1, 2)
-            keys = module.k_proj(hidden).view(batch, frames, key_heads, head_dim).transpose(1, 2)
+            keys = self._key.view(batch, frames, key_heads, head_dim).transpose(1, 2)
             if self.rotary is not None:
                 if self._position_embeddings is None:
                     raise RuntimeError("a rotary attention layer was called without position_embeddings")
@@ -110,20 +121,82 @@ class LastLayerAttentionHook:
                 query, keys = self.rotary(query, keys, cos, sin)
             if key_heads != heads:
                 keys = keys.repeat_interleave(heads // key_heads, dim=1)
-            query, keys = query.float(), keys.float()
-            scores = torch.matmul(query, keys.transpose(2, 3))
-            if not self.query_scaled_first:
-                scores = scores * scaling
-            if key_padding_mask is not None:
-                if key_padding_mask.shape != (batch, frames):
-                    raise ValueError(
-                        f"key_padding_mask must be [B, F] = {(batch, frames)}; got {tuple(key_padding_mask.shape)}"
-                    )
-                additive = torch.zeros(batch, 1, 1, frames, dtype=scores.dtype, device=scores.device)
-                additive.masked_fill_(~key_padding_mask.to(scores.device).view(batch, 1, 1, frames), float("-inf"))
-                scores = scores + additive
-            probabilities = torch.softmax(scores, dim=-1)
-        return LastLayerAttention(probabilities=probabilities, keys=keys)
+        return RecordedAttention(query=query.float(), keys=keys.float(),
+                                 product_scale=1.0 if self.query_scaled_first else scaling,
+                                 key_padding_mask=None if key_padding_mask is None else key_padding_mask.bool())
+
+    def attention(self, key_padding_mask: torch.Tensor | None = None) -> LastLayerAttention:
+        """The full probability map of the recorded call (see :meth:`RecordedAttention.full`)."""
+        return self.record(key_padding_mask).full()
+
+
+@dataclass(frozen=True)
+class RecordedAttention:
+    """One encoder call's last-layer query/key states, from which the probabilities are computed on demand.
+
+    query, keys: ``[B, H, F, d]`` float32 (query already scaled for Whisper-style layers, rotary applied).
+    product_scale: factor applied to ``q·kᵀ`` (1 when the query was scaled first).
+    key_padding_mask: ``[B, F]`` True on keys the encoder attends, or None when it attends every frame.
+    """
+
+    query: torch.Tensor
+    keys: torch.Tensor
+    product_scale: float
+    key_padding_mask: torch.Tensor | None
+
+    def _probabilities(self, query: torch.Tensor, keys: torch.Tensor, key_valid: torch.Tensor | None):
+        scores = torch.matmul(query, keys.transpose(-2, -1))
+        if self.product_scale != 1.0:
+            scores = scores * self.product_scale
+        if key_valid is not None:
+            additive = torch.zeros(key_valid.shape, dtype=scores.dtype, device=scores.device)
+            additive.masked_fill_(~key_valid.to(scores.device), float("-inf"))
+            scores = scores + additive.view(*key_valid.shape[:-1], 1, 1, key_valid.shape[-1])
+        return torch.softmax(scores, dim=-1)
+
+    def full(self, frames: int | None = None) -> LastLayerAttention:
+        """``[B, H, F, F]`` probabilities (eager's order of operations, so a float32 model gets eager's values);
+        ``frames`` keeps the first rows and columns after the softmax (encoders without a mask whose tokens cover
+        fewer frames than the window)."""
+        with torch.no_grad():
+            probabilities = self._probabilities(self.query, self.keys, self.key_padding_mask)
+        if frames is not None:
+            return LastLayerAttention(probabilities[..., :frames, :frames], self.keys[..., :frames, :])
+        return LastLayerAttention(probabilities, self.keys)
+
+    def stats(self, lengths: torch.Tensor, frames_per_token: int, *, with_keys: bool = False,
+              tokens: int | None = None) -> AttentionStats:
+        """:func:`samp.attention_stats` of the full map, computed from the valid query rows only; ``tokens`` is the
+        padded token axis (default: every whole token of the window).
+
+        Exact, not an approximation: query frames at or past ``P·lengths[b]`` never vote and masked keys get
+        probability 0, so each utterance needs only its ``P·L × valid-keys`` block (a 7.5 s clip in a 30 s window:
+        1/16 of the map for a masked encoder, 1/4 for an unmasked one). Entries of padded tokens are 0.
+        """
+        batch, heads, frames, _ = self.query.shape
+        p = frames_per_token
+        n = frames // p if tokens is None else tokens
+        lengths = torch.as_tensor(lengths).cpu()
+        received = torch.zeros(batch, n)
+        self_attention = torch.zeros(batch, n)
+        with torch.no_grad():
+            for b in range(batch):
+                valid_tokens = int(lengths[b])
+                rows = p * valid_tokens
+                key_valid = None if self.key_padding_mask is None else self.key_padding_mask[b:b + 1]
+                columns = frames if key_valid is None else int(key_valid[0].nonzero().max()) + 1
+                key_valid = None if key_valid is None else key_valid[:, :columns]
+                block = self._probabilities(self.query[b:b + 1, :, :rows], self.keys[b:b + 1, :, :columns], key_valid)
+                block = block[..., :rows]
+                if block.shape[-1] < rows:  # keys past the last valid one: probability 0
+                    block = torch.nn.functional.pad(block, (0, rows - block.shape[-1]))
+                one = attention_stats(block, torch.tensor([valid_tokens]), p)
+                received[b, :valid_tokens] = one.received_attention[0].cpu()
+                self_attention[b, :valid_tokens] = one.self_attention[0].cpu()
+        device = self.query.device
+        token_keys = pool_keys(self.keys[..., : n * p, :], p) if with_keys else None
+        return AttentionStats(received_attention=received.to(device), self_attention=self_attention.to(device),
+                              token_keys=token_keys)
 
 
 def _head_count(module: nn.Module) -> int:

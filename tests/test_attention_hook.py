@@ -38,13 +38,13 @@ def test_probabilities_equal_eager_output_attentions(eager, batch):
     features, mask, _, _ = encoder_inputs(eager, batch)
     with torch.no_grad():
         reference = eager.tower(features, attention_mask=mask, output_attentions=True).attentions[-1]
-    captured = eager.encode(batch, attention=True).attention
+    captured = eager.encode(batch, attention=True).attention.full()
     assert torch.equal(captured.probabilities, reference)
 
 
 def test_sdpa_probabilities_match_eager_and_mask_padded_keys(sdpa, eager, batch):
-    captured = sdpa.encode(batch, attention=True).attention
-    reference = eager.encode(batch, attention=True).attention
+    captured = sdpa.encode(batch, attention=True).attention.full()
+    reference = eager.encode(batch, attention=True).attention.full()
     torch.testing.assert_close(captured.probabilities, reference.probabilities, atol=1e-5, rtol=0)
     _, _, valid_frames, _ = encoder_inputs(sdpa, batch)
     short = int(valid_frames[1])
@@ -63,23 +63,27 @@ def test_hook_leaves_encoder_outputs_bit_identical(sdpa, batch):
     assert torch.equal(sdpa.encode(batch).features, sdpa.encode(batch, attention=True).features)
 
 
+def hook_count(layer):
+    return len(layer._forward_pre_hooks) + len(layer.q_proj._forward_hooks) + len(layer.k_proj._forward_hooks)
+
+
 def test_hook_is_removed_on_exit_and_on_error(sdpa, batch):
     layer = sdpa.tower.layers[-1].self_attn
-    before = len(layer._forward_pre_hooks)
+    before = hook_count(layer)
     with LastLayerAttentionHook(layer):
-        assert len(layer._forward_pre_hooks) == before + 1
-    assert len(layer._forward_pre_hooks) == before
+        assert hook_count(layer) == before + 3
+    assert hook_count(layer) == before
     with pytest.raises(KeyError):
         with LastLayerAttentionHook(layer):
             raise KeyError("boom")
-    assert len(layer._forward_pre_hooks) == before
+    assert hook_count(layer) == before
 
 
 def test_hook_that_never_fired_is_an_error(sdpa):
     with LastLayerAttentionHook(sdpa.tower.layers[-1].self_attn) as hook:
         pass
     with pytest.raises(RuntimeError, match="never fired"):
-        hook.attention()
+        hook.record()
 
 
 def test_not_an_attention_layer_is_rejected():
@@ -93,7 +97,28 @@ def test_stats_equal_reduction_of_the_eager_map(eager, batch):
         reference = eager.tower(features, attention_mask=mask, output_attentions=True).attentions[-1]
     tokens = eager.encode(batch, attention=True)
     stats = tokens.attention.stats(tokens.lengths, frames_per_token=2, with_keys=True)
-    expected = samp.attention_stats(reference, lengths, 2)
-    assert torch.equal(stats.received_attention, expected.received_attention)
-    assert torch.equal(stats.self_attention, expected.self_attention)
+    full = tokens.attention.full()
+    expected = samp.attention_stats(reference, lengths, 2, full.keys)
+    valid = torch.arange(stats.received_attention.shape[1])[None] < lengths[:, None]
+    # only the valid block is computed: equal where tokens are valid, zero elsewhere
+    torch.testing.assert_close(stats.received_attention[valid], expected.received_attention[valid], atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(stats.self_attention[valid], expected.self_attention[valid], atol=1e-7, rtol=1e-6)
+    assert stats.received_attention[~valid].abs().max() == 0 and stats.self_attention[~valid].abs().max() == 0
+    assert torch.equal(stats.token_keys, expected.token_keys)
     assert stats.token_keys.shape == (2, features.shape[-1] // 4, 96 // 4)
+
+
+def test_stats_of_an_unmasked_encoder_equal_the_full_reduction(batch):
+    """Encoders that attend padded frames (GLM-ASR, Voxtral, Kimi): the softmax runs over the whole window."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "GlmAsrForConditionalGeneration"):
+        pytest.skip(f"transformers {transformers.__version__} has no GlmAsrForConditionalGeneration")
+    from samp.models.tiny import tiny_glm_asr
+
+    adapter = adapter_for(*tiny_glm_asr(chunk_seconds=4))
+    tokens = adapter.encode(batch, attention=True)
+    stats = tokens.attention.stats(tokens.lengths, frames_per_token=4)
+    expected = samp.attention_stats(tokens.attention.full().probabilities, tokens.lengths, 4)
+    valid = torch.arange(stats.received_attention.shape[1])[None] < tokens.lengths[:, None]
+    torch.testing.assert_close(stats.received_attention[valid], expected.received_attention[valid], atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(stats.self_attention[valid], expected.self_attention[valid], atol=1e-7, rtol=1e-6)

@@ -44,5 +44,5 @@ class AudioFlamingo3Adapter(Adapter):
             captured = None
             if attention:
                 frames = (input_features.shape[-1] - 1) // 2 + 1
-                captured = hook.attention(key_padding_mask=torch.arange(frames, device=device)[None] < valid_frames[:, None])
+                captured = hook.record(key_padding_mask=torch.arange(frames, device=device)[None] < valid_frames[:, None])
         return AudioTokens(features=features, lengths=lengths.cpu(), attention=captured, frames_per_token=2)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from samp.attention import LastLayerAttention
+from samp.attention import RecordedAttention
 
 @dataclass(frozen=True)
 class AudioTokens:
@@ -24,13 +24,14 @@ class AudioTokens:
 
     features:  ``[B, N, C]`` tokens in the LM's embedding space; rows at or past ``lengths[b]`` are padding.
     lengths:   ``[B]`` valid token count per utterance.
-    attention: the last encoder layer (frame resolution), or None when it was not captured.
+    attention: the last encoder layer's recorded query/key states (frame resolution), or None when not captured;
+        statistics or the full probability map are computed from it on demand.
     frames_per_token: encoder frames pooled or stacked into one token.
     """
 
     features: torch.Tensor
     lengths: torch.Tensor
-    attention: LastLayerAttention | None
+    attention: RecordedAttention | None
     frames_per_token: int
 
 
@@ -267,7 +268,8 @@ class Adapter:
         if flavor == "samp":
             stats = None
             if spec.needs_attention:
-                stats = captured.stats(tokens.lengths, tokens.frames_per_token, with_keys=spec.needs_keys)
+                stats = captured.stats(tokens.lengths, tokens.frames_per_token, with_keys=spec.needs_keys,
+                                       tokens=tokens.features.shape[1])
             out = samp.compress(tokens.features, tokens.lengths, method=method, keep_ratio=keep_ratio,
                                 threshold=threshold, attention=stats, frames_per_token=tokens.frames_per_token,
                                 seed=seed)
@@ -275,10 +277,11 @@ class Adapter:
             rows = tuple(out.features[b, :k] for b, k in enumerate(counts))
             return KeptAudio(rows=rows, positions=tuple(first_members(out.assignment[b], k)
                                                         for b, k in enumerate(counts)))
+        full = captured.full(frames=tokens.frames_per_token * tokens.features.shape[1]) if captured is not None else None
         results = reference.reference_rows(
             tokens.features, tokens.lengths, method=method, keep_ratio=keep_ratio, threshold=threshold,
-            attention=captured.probabilities if captured is not None else None,
-            keys=captured.keys if (captured is not None and spec.needs_keys) else None,
+            attention=full.probabilities if full is not None else None,
+            keys=full.keys if (full is not None and spec.needs_keys) else None,
             frames_per_token=tokens.frames_per_token, flavor=flavor,
         )
         positions = tuple(r.positions for r in results)

@@ -58,6 +58,6 @@ class GlmAsrAdapter(Adapter):
                 hidden = self.tower(input_features).last_hidden_state
             merged = hidden.reshape(hidden.shape[0], -1, self.model.config.audio_config.intermediate_size)
             features = self.projector(merged)
-            captured = hook.attention() if attention else None  # the encoder attends padded frames: no key mask
+            captured = hook.record() if attention else None  # the encoder attends padded frames: no key mask
         return AudioTokens(features=features, lengths=lengths, attention=captured,
                            frames_per_token=self.frames_per_token)

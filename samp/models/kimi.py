@@ -163,13 +163,8 @@ class KimiAudioAdapter(Adapter):
                 hidden = whisper(input_features.to(device=device, dtype=dtype)).last_hidden_state
             stacked = hidden[:, : FRAMES_PER_TOKEN * width].reshape(hidden.shape[0], width, -1)
             features = self.model.adaptor(stacked)
-            captured = None
-            if attention:
-                # Kimi's encoder has no padding mask; its reductions use the first 4·T frames of each axis
-                full = hook.attention()
-                frames = FRAMES_PER_TOKEN * width
-                captured = type(full)(probabilities=full.probabilities[..., :frames, :frames],
-                                      keys=full.keys[..., :frames, :])
+            # Kimi's encoder has no padding mask: softmax over the whole window, statistics over the first 4·T frames
+            captured = hook.record() if attention else None
         return AudioTokens(features=features, lengths=lengths, attention=captured, frames_per_token=FRAMES_PER_TOKEN)
 
     def streams(self, prompt: str, semantic_ids: Sequence[int]) -> KimiStreams:

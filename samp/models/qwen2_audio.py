@@ -50,6 +50,6 @@ class Qwen2AudioAdapter(Adapter):
             captured = None
             if attention:
                 key_valid = torch.arange(frames, device=device)[None, :] < valid_frames[:, None]
-                captured = hook.attention(key_padding_mask=key_valid)
+                captured = hook.record(key_padding_mask=key_valid)
         return AudioTokens(features=features, lengths=lengths.cpu(), attention=captured,
                            frames_per_token=self.frames_per_token)

@@ -40,6 +40,6 @@ class VoxtralAdapter(Adapter):
             else:
                 hidden = self.tower(input_features.to(device=device, dtype=dtype)).last_hidden_state
             features = self.projector(hidden.reshape(hidden.shape[0], -1, self.merged_width))
-            captured = hook.attention() if attention else None
+            captured = hook.record() if attention else None
         lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long)
         return AudioTokens(features=features, lengths=lengths, attention=captured, frames_per_token=FRAMES_PER_TOKEN)
