@@ -149,3 +149,21 @@ def test_load_reads_an_official_layout_checkpoint(tiny, tmp_path):
     kwargs = dict(semantic_ids=[w["semantic_ids"]], method="base", keep_ratio=1.0, max_new_tokens=8, do_sample=False)
     again = adapter_for(loaded, processor).generate([wave(name)], PROMPT, **kwargs)
     assert again.sequences.tolist() == tiny.generate([wave(name)], PROMPT, **kwargs).sequences.tolist()
+
+
+def test_a_speech_tokenizer_supplies_the_semantic_ids(tiny):
+    from samp.models.kimi import KimiAudioProcessor
+
+    name, w = next(iter(GOLDEN["waves"].items()))
+    calls = []
+
+    def speech_tokenizer(audio):  # stands in for GLM-4-Voice: the golden ids for the golden clip
+        calls.append(len(audio))
+        return w["semantic_ids"]
+
+    processor = KimiAudioProcessor(tiny.feature_extractor, tiny.tokenizer, speech_tokenizer)
+    with_tokenizer = adapter_for(tiny.model, processor)
+    kwargs = dict(method="base", keep_ratio=1.0, max_new_tokens=8, do_sample=False)
+    result = with_tokenizer.generate([wave(name)], PROMPT, **kwargs)
+    assert calls == [wave(name).size]
+    assert result.sequences[0].tolist() == GOLDEN["configs"]["base"]["waves"][name]["text_tokens"]

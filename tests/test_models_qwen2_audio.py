@@ -174,3 +174,23 @@ def test_processor_with_another_window_is_rejected():
     _, processor30 = tiny_qwen2_audio(chunk_seconds=30)
     with pytest.raises(ValueError, match="do not belong together"):
         adapter_for(model, processor30)
+
+
+@pytest.mark.parametrize("method", [spec.name for spec in samp.methods.available() if spec.name != "base"])
+def test_every_method_runs_end_to_end_on_a_batch(tiny, waves, method):
+    result = tiny[2].generate(waves, PROMPT, method=method, keep_ratio=0.5, max_new_tokens=2, do_sample=False)
+    assert [n for n, _ in result.audio_tokens] == [63, 82]
+    assert all(1 <= k <= samp.keep_count(n, 0.5) for n, k in result.audio_tokens)
+    assert result.sequences.shape[0] == 2
+
+
+def test_bfloat16_base_is_bit_identical_to_stock_generate(waves):
+    model, processor = tiny_qwen2_audio(chunk_seconds=4)
+    model = model.to(torch.bfloat16)
+    adapter = adapter_for(model, processor)
+    result = adapter.generate([waves[0]], PROMPT, method="base", keep_ratio=1.0, **GREEDY)
+    inputs = processor(text=PROMPT, audio=waves[0], sampling_rate=16000, return_tensors="pt")
+    inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
+    with torch.no_grad():
+        stock = model.generate(**inputs, **GREEDY)[:, inputs["input_ids"].shape[1]:]
+    assert torch.equal(result.sequences, stock)

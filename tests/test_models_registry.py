@@ -56,3 +56,9 @@ def test_unsupported_architecture_is_rejected(tmp_path):
 def test_unsupported_model_object_is_rejected():
     with pytest.raises(ValueError, match="no samp adapter for Embedding"):
         adapter_for(torch.nn.Embedding(3, 2), None)
+
+
+def test_glm_asr_remote_code_model_gets_a_clear_error():
+    GlmasrModel = type("GlmasrModel", (torch.nn.Module,), {})  # the remote-code class name, as trust_remote_code loads it
+    with pytest.raises(ValueError, match="remote-code GlmasrModel"):
+        adapter_for(GlmasrModel(), None)

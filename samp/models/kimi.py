@@ -66,6 +66,15 @@ class KimiTokens:
         return cls(**ids)
 
 
+@dataclass(frozen=True)
+class KimiAudioProcessor(SpeechProcessor):
+    """Kimi-Audio's processor: Whisper features, the text tokenizer and, optionally, the discrete speech tokenizer
+    (``speech_tokenizer(waveform) -> list[int]``: LM-vocabulary ids at 12.5 Hz, e.g. GLM-4-Voice's, offset by
+    ``kimia_token_offset``). Without one, ``generate`` needs ``semantic_ids``."""
+
+    speech_tokenizer: Any = None
+
+
 def vq_adaptor(input_dim: int, hidden_size: int, eps: float) -> nn.Sequential:
     """Kimi's continuous-feature adaptor: Linear → SiLU → Dropout → Linear → LayerNorm (checkpoint layout)."""
     return nn.Sequential(nn.Linear(input_dim, hidden_size), nn.SiLU(), nn.Dropout(0.0),
@@ -211,8 +220,14 @@ class KimiAudioAdapter(Adapter):
         self.check_prompt(prompt)
         self.check_flavor(flavor)
         spec = samp.methods.get(method)
+        speech_tokenizer = getattr(self.processor, "speech_tokenizer", None)
+        if semantic_ids is None and speech_tokenizer is not None:
+            semantic_ids = [list(speech_tokenizer(audio)) for audio in audios]
         if semantic_ids is None or len(semantic_ids) != len(audios):
-            raise ValueError("Kimi-Audio needs semantic_ids: one list of discrete speech-token ids per waveform")
+            raise ValueError(
+                "Kimi-Audio needs semantic_ids (one list of discrete speech-token ids per waveform), or a processor "
+                "with a speech_tokenizer"
+            )
         started = time.perf_counter()
         tokens = self.encode(audios, sampling_rate=sampling_rate, attention=spec.needs_attention)
         for b, (ids, n) in enumerate(zip(semantic_ids, tokens.lengths.tolist())):
@@ -252,7 +267,7 @@ class KimiAudioAdapter(Adapter):
 
 
 def load_kimi_audio(model_dir: str | Path, *, whisper_dir: str | Path | None = None, tokenizer=None,
-                    dtype: torch.dtype = torch.float32) -> tuple[KimiAudioLite, SpeechProcessor]:
+                    speech_tokenizer=None, dtype: torch.dtype = torch.float32) -> tuple[KimiAudioLite, KimiAudioProcessor]:
     """Kimi-Audio's text path from an official-layout checkpoint (``config.json`` with the Qwen2 trunk fields and
     ``kimia_*``; ``*.safetensors`` with ``model.*``, ``lm_head``, ``model.vq_adaptor.*``; a Whisper encoder folder)."""
     from safetensors.torch import load_file
@@ -295,4 +310,4 @@ def load_kimi_audio(model_dir: str | Path, *, whisper_dir: str | Path | None = N
                              for k, v in whisper_state.items() if "decoder" not in k}, strict=True)
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model_dir)
     model = KimiAudioLite(trunk.eval(), whisper.eval(), adaptor.to(dtype).eval(), KimiTokens.from_tokenizer(tokenizer))
-    return model, SpeechProcessor(whisper_feature_extractor(30), tokenizer)
+    return model, KimiAudioProcessor(whisper_feature_extractor(30), tokenizer, speech_tokenizer)

@@ -29,6 +29,11 @@ def supported_model_classes() -> tuple[str, ...]:
 
 def adapter_for(model: nn.Module, processor: Any) -> Adapter:
     """The adapter for ``model``'s class (exact class or a subclass of a supported one)."""
+    if type(model).__name__ == "GlmasrModel":
+        raise ValueError(
+            "GLM-ASR's remote-code GlmasrModel (transformers <= 4.52) is not supported: samp serves the native "
+            "GlmAsrForConditionalGeneration of transformers >= 5.0 (load the checkpoint without trust_remote_code)"
+        )
     for cls in type(model).__mro__:
         target = _ADAPTERS.get(cls.__name__)
         if target is not None:

@@ -244,14 +244,13 @@ def byte_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int):
 
 
 def tiny_kimi_audio(*, attn_implementation: str = "sdpa", whisper_attn_implementation: str = "sdpa"):
-    """``(KimiAudioLite, SpeechProcessor)``: Qwen2 trunk hidden 64 (4 layers, 4/2 heads, vocab 400), Whisper
+    """``(KimiAudioLite, KimiAudioProcessor)``: Qwen2 trunk hidden 64 (4 layers, 4/2 heads, vocab 400), Whisper
     encoder d=32 (2 layers, 4 heads, 30 s window), VQ adaptor 128→64; the weights of ``shared/golden/models/kimi``
     (whose reference ran the Whisper encoder with eager attention and the trunk with SDPA)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM, WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    from samp.models.base import SpeechProcessor
-    from samp.models.kimi import KimiAudioLite, KimiTokens, vq_adaptor
+    from samp.models.kimi import KimiAudioLite, KimiAudioProcessor, KimiTokens, vq_adaptor
 
     tokenizer = byte_tokenizer(KIMI_SPECIAL_TOKENS, first_special_id=300)
     tokens = KimiTokens.from_tokenizer(tokenizer)
@@ -277,7 +276,7 @@ def tiny_kimi_audio(*, attn_implementation: str = "sdpa", whisper_attn_implement
     seeded_init_(adaptor, canonical=lambda name: "model.vq_adaptor.layers." + name)
     _pin_generation_config(trunk, tokens.text_eos)
     model = KimiAudioLite(trunk.eval(), whisper.eval(), adaptor.eval(), tokens)
-    return model, SpeechProcessor(whisper_feature_extractor(30), tokenizer)
+    return model, KimiAudioProcessor(whisper_feature_extractor(30), tokenizer)
 
 
 WHISPER_FAMILY_SPECIAL_TOKENS = ("<|endoftext|>", "<sound>", "[AUDIO]", "<|im_start|>", "<|im_end|>")
