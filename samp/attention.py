@@ -97,23 +97,32 @@ class LastLayerAttentionHook:
     def _record_key(self, module, args, output):
         self._key = output
 
-    def record(self, key_padding_mask: torch.Tensor | None = None) -> RecordedAttention:
-        """The recorded call's float32 query/key states (scaled, rotated, heads expanded) and the valid keys
-        (``key_padding_mask`` ``[B, F]``, True on valid keys; None when the encoder attends every frame)."""
+    def record(self, key_padding_mask: torch.Tensor | None = None, *,
+               packed_lengths: torch.Tensor | None = None) -> RecordedAttention:
+        """The recorded call's float32 query/key states (scaled, rotated, heads expanded) and which keys each query
+        may attend: ``key_padding_mask`` ``[B, F]`` (True on valid keys), ``[B, F, F]`` (True on attended
+        query-key pairs, windowed encoders), or None when the encoder attends every frame. ``packed_lengths``
+        ``[B]``: the layer ran on one packed ``[ΣF_b, C]`` sequence (Qwen3-ASR); it is unpacked to a padded batch."""
         if self._query is None or self._key is None or not self.calls:
             raise RuntimeError("the last-layer attention hook never fired: the encoder did not run inside the hook")
         module = self.module
-        batch, frames, _ = self._query.shape
+        query_out, key_out = self._query, self._key
+        if packed_lengths is not None:
+            query_out, key_out = _unpack(query_out, packed_lengths), _unpack(key_out, packed_lengths)
+        batch, frames, _ = query_out.shape
         heads = _head_count(module)
         head_dim = module.q_proj.out_features // heads
         key_heads = module.k_proj.out_features // head_dim
         scaling = getattr(module, "scaling", head_dim**-0.5)
-        if key_padding_mask is not None and key_padding_mask.shape != (batch, frames):
-            raise ValueError(f"key_padding_mask must be [B, F] = {(batch, frames)}; got {tuple(key_padding_mask.shape)}")
+        if key_padding_mask is not None and key_padding_mask.shape not in ((batch, frames), (batch, frames, frames)):
+            raise ValueError(
+                f"key_padding_mask must be [B, F] or [B, F, F] with B, F = {batch}, {frames}; "
+                f"got {tuple(key_padding_mask.shape)}"
+            )
         with torch.no_grad():
-            query = self._query * scaling if self.query_scaled_first else self._query
-            query = query.view(batch, frames, heads, head_dim).transpose(1, 2)
-            keys = self._key.view(batch, frames, key_heads, head_dim).transpose(1, 2)
+            query = query_out * scaling if self.query_scaled_first else query_out
+            query = query.reshape(batch, frames, heads, head_dim).transpose(1, 2)
+            keys = key_out.reshape(batch, frames, key_heads, head_dim).transpose(1, 2)
             if self.rotary is not None:
                 if self._position_embeddings is None:
                     raise RuntimeError("a rotary attention layer was called without position_embeddings")
@@ -136,7 +145,8 @@ class RecordedAttention:
 
     query, keys: ``[B, H, F, d]`` float32 (query already scaled for Whisper-style layers, rotary applied).
     product_scale: factor applied to ``q·kᵀ`` (1 when the query was scaled first).
-    key_padding_mask: ``[B, F]`` True on keys the encoder attends, or None when it attends every frame.
+    key_padding_mask: ``[B, F]`` True on keys the encoder attends, ``[B, F, F]`` True on attended query-key pairs
+        (windowed encoders), or None when it attends every frame.
     """
 
     query: torch.Tensor
@@ -149,9 +159,13 @@ class RecordedAttention:
         if self.product_scale != 1.0:
             scores = scores * self.product_scale
         if key_valid is not None:
+            if key_valid.dim() == 3:  # pairs: a query row attending nothing (padding) attends everything instead
+                key_valid = key_valid | ~key_valid.any(-1, keepdim=True)
             additive = torch.zeros(key_valid.shape, dtype=scores.dtype, device=scores.device)
             additive.masked_fill_(~key_valid.to(scores.device), float("-inf"))
-            scores = scores + additive.view(*key_valid.shape[:-1], 1, 1, key_valid.shape[-1])
+            shape = (key_valid.shape[0], 1, 1, key_valid.shape[-1]) if key_valid.dim() == 2 else (
+                key_valid.shape[0], 1, *key_valid.shape[1:])
+            scores = scores + additive.view(shape)
         return torch.softmax(scores, dim=-1)
 
     def full(self, frames: int | None = None) -> LastLayerAttention:
@@ -183,9 +197,14 @@ class RecordedAttention:
             for b in range(batch):
                 valid_tokens = int(lengths[b])
                 rows = p * valid_tokens
-                key_valid = None if self.key_padding_mask is None else self.key_padding_mask[b:b + 1]
-                columns = frames if key_valid is None else int(key_valid[0].nonzero().max()) + 1
-                key_valid = None if key_valid is None else key_valid[:, :columns]
+                allowed = None if self.key_padding_mask is None else self.key_padding_mask[b:b + 1]
+                if allowed is not None and allowed.dim() == 3:
+                    allowed = allowed[:, :rows]
+                    columns = int(allowed[0].any(0).nonzero().max()) + 1
+                    key_valid = allowed[:, :, :columns]
+                else:
+                    columns = frames if allowed is None else int(allowed[0].nonzero().max()) + 1
+                    key_valid = None if allowed is None else allowed[:, :columns]
                 block = self._probabilities(self.query[b:b + 1, :, :rows], self.keys[b:b + 1, :, :columns], key_valid)
                 block = block[..., :rows]
                 if block.shape[-1] < rows:  # keys past the last valid one: probability 0
@@ -197,6 +216,17 @@ class RecordedAttention:
         token_keys = pool_keys(self.keys[..., : n * p, :], p) if with_keys else None
         return AttentionStats(received_attention=received.to(device), self_attention=self_attention.to(device),
                               token_keys=token_keys)
+
+
+def _unpack(packed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``[ΣL_b, C]`` → ``[B, max L, C]`` zero padded."""
+    lengths = [int(n) for n in torch.as_tensor(lengths).tolist()]
+    if packed.dim() != 2 or packed.shape[0] != sum(lengths):
+        raise ValueError(f"a packed sequence of {sum(lengths)} rows was expected; got shape {tuple(packed.shape)}")
+    out = packed.new_zeros(len(lengths), max(lengths), packed.shape[-1])
+    for b, part in enumerate(torch.split(packed, lengths)):
+        out[b, : part.shape[0]] = part
+    return out
 
 
 def _head_count(module: nn.Module) -> int:

@@ -20,6 +20,7 @@ _ADAPTERS = {
     "KimiAudioLite": "samp.models.kimi:KimiAudioAdapter",
     "VoxtralForConditionalGeneration": "samp.models.voxtral:VoxtralAdapter",
     "AudioFlamingo3ForConditionalGeneration": "samp.models.audioflamingo3:AudioFlamingo3Adapter",
+    "Qwen3ASRForConditionalGeneration": "samp.models.qwen3_asr:Qwen3AsrAdapter",
 }
 
 

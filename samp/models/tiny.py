@@ -343,3 +343,40 @@ def tiny_audioflamingo3(*, chunk_seconds: int = 30, attn_implementation: str = "
     seeded_init_(model).eval()
     _pin_generation_config(model, eos)
     return model, SpeechProcessor(whisper_feature_extractor(chunk_seconds), tokenizer)
+
+
+QWEN3_ASR_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|>", "<|audio_pad|>",
+                            "<|audio_end|>")
+
+
+def tiny_qwen3_asr(*, attn_implementation: str = "sdpa"):
+    """``(Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor)`` (transformers >= 5.13): Conv2d front end + windowed
+    encoder d=32 (2 layers, 4 heads), Qwen3 LM hidden 128; placeholder ``<|audio_pad|>``."""
+    import transformers
+
+    if not hasattr(transformers, "Qwen3ASRForConditionalGeneration"):
+        raise RuntimeError(f"transformers {transformers.__version__} has no Qwen3ASRForConditionalGeneration (>= 5.13)")
+    from transformers.models.qwen3_asr.feature_extraction_qwen3_asr import Qwen3ASRFeatureExtractor
+
+    tokenizer = tiny_tokenizer(QWEN3_ASR_SPECIAL_TOKENS)
+    # Qwen3ASRProcessor reads the audio tokens as tokenizer attributes (the real Qwen2 tokenizer defines them)
+    for name, token in (("audio_token", "<|audio_pad|>"), ("audio_bos_token", "<|audio_start|>"),
+                        ("audio_eos_token", "<|audio_end|>")):
+        object.__setattr__(tokenizer, name, token)
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    text = _tiny_text_config("qwen3", eos) | {"head_dim": 32}
+    audio = dict(model_type="qwen3_asr_encoder", d_model=32, encoder_layers=2, encoder_attention_heads=4,
+                 encoder_ffn_dim=64, num_mel_bins=128, n_window=50, n_window_infer=200, downsample_hidden_size=8,
+                 output_dim=128, max_position_embeddings=13, activation_function="gelu", dropout=0.0,
+                 attention_dropout=0.0, activation_dropout=0.0, scale_embedding=False)
+    config = transformers.Qwen3ASRConfig(
+        audio_config=audio, text_config=text, audio_token_id=tokenizer.convert_tokens_to_ids("<|audio_pad|>"),
+        pad_token_id=eos, eos_token_id=eos, tie_word_embeddings=False,
+    )
+    model = transformers.Qwen3ASRForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
+    seeded_init_(model).eval()
+    _pin_generation_config(model, eos)
+    feature_extractor = Qwen3ASRFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400,
+                                                 chunk_length=30, padding_value=0.0, n_window=50)
+    processor = transformers.Qwen3ASRProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+    return model, processor
