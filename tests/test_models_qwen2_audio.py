@@ -194,3 +194,10 @@ def test_bfloat16_base_is_bit_identical_to_stock_generate(waves):
     with torch.no_grad():
         stock = model.generate(**inputs, **GREEDY)[:, inputs["input_ids"].shape[1]:]
     assert torch.equal(result.sequences, stock)
+
+
+def test_beam_search_base_is_bit_identical_to_stock(tiny, waves):
+    model, processor, adapter = tiny
+    kwargs = dict(max_new_tokens=6, num_beams=2, do_sample=False)
+    result = adapter.generate([waves[0]], PROMPT, method="base", keep_ratio=1.0, **kwargs)
+    assert torch.equal(result.sequences, stock_new_tokens(model, processor, waves[0], **kwargs))

@@ -134,7 +134,8 @@ def check_waveforms(audios: Sequence[Any], sampling_rate: int, expected_rate: in
 
 class prefill_embedding_override:
     """Within the block, the input-embedding module returns ``embeddings`` at ``rows`` when (and only when) it is called
-    with exactly ``input_ids`` — the prefill step of ``generate``; decode steps are untouched. The hook is removed on
+    with exactly ``input_ids`` (each row possibly repeated, as beam search does) — the prefill step of ``generate``;
+    decode steps are untouched. The hook is removed on
     exit, and leaving the block without it having fired is an error (the audio would have been silently dropped)."""
 
     def __init__(self, embedding: nn.Module, input_ids: torch.Tensor, rows: torch.Tensor, embeddings: torch.Tensor):
@@ -144,11 +145,19 @@ class prefill_embedding_override:
 
     def _hook(self, module, args, output):
         ids = args[0] if args else None
-        if ids is None or ids.shape != self.input_ids.shape or not torch.equal(ids, self.input_ids.to(ids.device)):
+        if ids is None or ids.dim() != 2 or ids.shape[1] != self.input_ids.shape[1]:
+            return None
+        # beam search and num_return_sequences repeat every prompt row ``copies`` times
+        copies, leftover = divmod(ids.shape[0], self.input_ids.shape[0])
+        if leftover or copies == 0:
+            return None
+        expected = self.input_ids.to(ids.device).repeat_interleave(copies, dim=0)
+        if not torch.equal(ids, expected):
             return None
         self.fired += 1
-        rows = self.rows.to(output.device).unsqueeze(-1)
-        return torch.where(rows, self.embeddings.to(device=output.device, dtype=output.dtype), output)
+        rows = self.rows.to(output.device).repeat_interleave(copies, dim=0).unsqueeze(-1)
+        embeddings = self.embeddings.to(device=output.device, dtype=output.dtype).repeat_interleave(copies, dim=0)
+        return torch.where(rows, embeddings, output)
 
     def __enter__(self):
         self._handle = self.embedding.register_forward_hook(self._hook)
