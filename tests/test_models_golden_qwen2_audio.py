@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import samp
 from samp.models import adapter_for
 from samp.models.tiny import canonical_name, tiny_qwen2_audio
 
