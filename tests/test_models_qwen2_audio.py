@@ -201,3 +201,18 @@ def test_beam_search_base_is_bit_identical_to_stock(tiny, waves):
     kwargs = dict(max_new_tokens=6, num_beams=2, do_sample=False)
     result = adapter.generate([waves[0]], PROMPT, method="base", keep_ratio=1.0, **kwargs)
     assert torch.equal(result.sequences, stock_new_tokens(model, processor, waves[0], **kwargs))
+
+
+def test_tokenizer_special_tokens_are_added_as_the_stock_processor_adds_them(waves):
+    """A tokenizer that prepends a BOS (Llama-style): the adapter's prompt ids must carry it exactly like the stock
+    processor's, or base would not be bit-identical on such checkpoints."""
+    from tokenizers.processors import TemplateProcessing
+
+    model, processor = tiny_qwen2_audio(chunk_seconds=4)
+    bos = processor.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    processor.tokenizer._tokenizer.post_processor = TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", bos)])
+    adapter = adapter_for(model, processor)
+    assert adapter.build_inputs(PROMPT, [3]).input_ids[0, 0] == bos
+    result = adapter.generate([waves[0]], PROMPT, method="base", keep_ratio=1.0, **GREEDY)
+    assert torch.equal(result.sequences, stock_new_tokens(model, processor, waves[0], **GREEDY))

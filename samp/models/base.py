@@ -233,9 +233,11 @@ class Adapter:
         return extracted["input_features"], extracted["attention_mask"]
 
     def build_inputs(self, prompt: str, counts: Sequence[int]) -> PromptInputs:
-        """Tokenise ``prompt`` once, expand its placeholder to ``counts[b]`` copies and left-pad the batch."""
+        """Tokenise ``prompt`` once, expand its placeholder to ``counts[b]`` copies and left-pad the batch.
+
+        The tokenizer adds its special tokens (a BOS, where it has one) exactly as the stock processor's call does."""
         self.check_prompt(prompt)
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(prompt)["input_ids"]
         placeholder = self.placeholder_id
         if ids.count(placeholder) != 1:
             raise ValueError(f"the prompt tokenises to {ids.count(placeholder)} placeholder ids, expected 1")
