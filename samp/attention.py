@@ -178,6 +178,36 @@ class RecordedAttention:
             return LastLayerAttention(probabilities[..., :frames, :frames], self.keys[..., :frames, :])
         return LastLayerAttention(probabilities, self.keys)
 
+    def _streamed_stats(self, b: int, rows: int, columns: int, key_valid: torch.Tensor | None, p: int):
+        """:func:`samp.attention_stats` of utterance ``b``'s ``rows × columns`` block, one head at a time: the
+        ``[H, F, F]`` map is never materialised, only one head's scores and the running max over heads, so the
+        work stays in cache (what keeps the hook within budget on full 30 s windows)."""
+        heads = self.query.shape[1]
+        tokens = rows // p
+        additive = None
+        if key_valid is not None:
+            allowed = key_valid[0]
+            if allowed.dim() == 2:  # pairs: a query row attending nothing (padding) attends everything instead
+                allowed = allowed | ~allowed.any(-1, keepdim=True)
+            additive = torch.zeros(allowed.shape, dtype=self.query.dtype, device=self.query.device)
+            additive.masked_fill_(~allowed.to(additive.device), float("-inf"))
+        head_max = None
+        diagonal = torch.zeros(tokens, dtype=self.query.dtype, device=self.query.device)
+        for h in range(heads):
+            scores = torch.matmul(self.query[b, h, :rows], self.keys[b, h, :columns].transpose(0, 1))
+            if self.product_scale != 1.0:
+                scores.mul_(self.product_scale)
+            if additive is not None:
+                scores.add_(additive)
+            probabilities = torch.softmax(scores, dim=-1)[:, :rows]
+            if probabilities.shape[-1] < rows:  # keys past the last valid one: probability 0
+                probabilities = torch.nn.functional.pad(probabilities, (0, rows - probabilities.shape[-1]))
+            head_max = probabilities.clone() if head_max is None else torch.maximum(head_max, probabilities,
+                                                                                   out=head_max)
+            diagonal += probabilities.reshape(tokens, p, tokens, p).diagonal(dim1=0, dim2=2).sum(dim=(0, 1))
+        received = head_max.sum(dim=0).view(tokens, p).sum(-1) / p / tokens
+        return received, diagonal / heads / p
+
     def stats(self, lengths: torch.Tensor, frames_per_token: int, *, with_keys: bool = False,
               tokens: int | None = None) -> AttentionStats:
         """:func:`samp.attention_stats` of the full map, computed from the valid query rows only; ``tokens`` is the
@@ -205,13 +235,9 @@ class RecordedAttention:
                 else:
                     columns = frames if allowed is None else int(allowed[0].nonzero().max()) + 1
                     key_valid = None if allowed is None else allowed[:, :columns]
-                block = self._probabilities(self.query[b:b + 1, :, :rows], self.keys[b:b + 1, :, :columns], key_valid)
-                block = block[..., :rows]
-                if block.shape[-1] < rows:  # keys past the last valid one: probability 0
-                    block = torch.nn.functional.pad(block, (0, rows - block.shape[-1]))
-                one = attention_stats(block, torch.tensor([valid_tokens]), p)
-                received[b, :valid_tokens] = one.received_attention[0].cpu()
-                self_attention[b, :valid_tokens] = one.self_attention[0].cpu()
+                one_received, one_self = self._streamed_stats(b, rows, columns, key_valid, p)
+                received[b, :valid_tokens] = one_received.cpu()
+                self_attention[b, :valid_tokens] = one_self.cpu()
         device = self.query.device
         token_keys = pool_keys(self.keys[..., : n * p, :], p) if with_keys else None
         return AttentionStats(received_attention=received.to(device), self_attention=self_attention.to(device),
