@@ -9,8 +9,9 @@ computed from them afterwards, once, in float32: one extra ``q·kᵀ`` and softm
 
     with LastLayerAttentionHook(tower.layers[-1].self_attn, query_scaled_first=True) as hook:
         hidden = tower(features, attention_mask=mask).last_hidden_state
-    captured = hook.attention(key_padding_mask=valid_frames)   # probabilities [B,H,F,F], keys [B,H,F,d]
-    stats = captured.stats(token_lengths, frames_per_token=2)  # samp.AttentionStats
+    recorded = hook.record(key_padding_mask=valid_frames)      # q/k states; nothing computed yet
+    stats = recorded.stats(token_lengths, frames_per_token=2)  # samp.AttentionStats, valid block only
+    full = recorded.full()                                     # probabilities [B,H,F,F], keys [B,H,F,d]
 
 The recomputation follows the eager attention's order of operations (scaled query first for Whisper-style layers,
 product then scale for Llama-style rotary layers), so with a float32 model it equals what eager attention returns.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from samp.methods.stats import AttentionStats, attention_stats, pool_keys
+from samp.methods.stats import AttentionStats, pool_keys
 
 RotaryFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -38,14 +39,6 @@ class LastLayerAttention:
 
     probabilities: torch.Tensor
     keys: torch.Tensor
-
-    def stats(self, lengths: torch.Tensor, frames_per_token: int, *, with_keys: bool = False) -> AttentionStats:
-        """Token-level reductions for :func:`samp.compress` (``lengths`` counts valid tokens)."""
-        frames = self.probabilities.shape[-1]
-        usable = frames - frames % frames_per_token  # a trailing frame that makes no whole token is never pooled
-        probabilities = self.probabilities[..., :usable, :usable]
-        keys = self.keys[..., :usable, :] if with_keys else None
-        return attention_stats(probabilities, lengths, frames_per_token, keys)
 
 
 class LastLayerAttentionHook:
@@ -185,7 +178,7 @@ class RecordedAttention:
         heads = self.query.shape[1]
         tokens = rows // p
         additive = None
-        if key_valid is not None:
+        if key_valid is not None and not bool(key_valid.all()):
             allowed = key_valid[0]
             if allowed.dim() == 2:  # pairs: a query row attending nothing (padding) attends everything instead
                 allowed = allowed | ~allowed.any(-1, keepdim=True)
