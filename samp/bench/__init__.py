@@ -3,7 +3,7 @@ the results history and the static dashboard. The pytest plugin (:mod:`samp.benc
 ``pytest11`` entry point ``samp``.
 
     # GPU budgets (skip with a reason without CUDA, checkpoint or dataset; nothing is downloaded)
-    pytest -m gpu --benchmark-only benchmarks/bench_gpu_qwen2_audio.py \
+    pytest -m gpu --benchmark-only benchmarks/bench_gpu_published.py \
         --samp-model-dir /models --samp-data-root /data \
         --samp-records history.jsonl --benchmark-json run.json
     # accuracy gate: against the published bands, a records JSONL or a saved pytest-benchmark JSON
