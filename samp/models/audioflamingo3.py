@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 
 from samp.attention import LastLayerAttentionHook
-from samp.models.base import Adapter, AudioTokens, submodule
+from samp.models.base import Adapter, AudioTokens, capturing, submodule
 
 
 class AudioFlamingo3Adapter(Adapter):
@@ -33,13 +33,9 @@ class AudioFlamingo3Adapter(Adapter):
         valid_frames, lengths = self.tower._get_feat_extract_output_lengths(mel_mask.sum(-1))
         hook = LastLayerAttentionHook(self.tower.layers[-1].self_attn, query_scaled_first=True)
         with torch.no_grad():
-            run = lambda: self.tower(input_features.to(device=device, dtype=dtype),  # noqa: E731
-                                     input_features_mask=mel_mask).last_hidden_state
-            if attention:
-                with hook:
-                    hidden = run()
-            else:
-                hidden = run()
+            with capturing(hook, attention):
+                hidden = self.tower(input_features.to(device=device, dtype=dtype),
+                                    input_features_mask=mel_mask).last_hidden_state
             features = self.projector(hidden)
             captured = None
             if attention:

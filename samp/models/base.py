@@ -6,6 +6,8 @@ which token is the audio placeholder, and how many encoder frames make one token
 """
 from __future__ import annotations
 
+import contextlib
+
 import inspect
 import sys
 import time
@@ -94,6 +96,11 @@ class PromptInputs:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     audio_rows: torch.Tensor
+
+
+def capturing(hook, attention: bool):
+    """The attention hook as a context manager when the method needs attention, else a no-op context."""
+    return hook if attention else contextlib.nullcontext()
 
 
 def submodule(model: nn.Module, name: str) -> nn.Module:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from samp.attention import LastLayerAttentionHook
-from samp.models.base import Adapter, AudioTokens, modeling_module, submodule
+from samp.models.base import Adapter, AudioTokens, capturing, modeling_module, submodule
 
 MERGE_FACTOR = 4  # hard-coded in the native model: 4 encoder frames are concatenated into one token
 
@@ -51,10 +51,7 @@ class GlmAsrAdapter(Adapter):
         _, lengths = glm_asr_token_lengths(mel_mask.sum(-1))
         hook = LastLayerAttentionHook(self.tower.layers[-1].self_attn, query_scaled_first=False, rotary=self.rotary)
         with torch.no_grad():
-            if attention:
-                with hook:
-                    hidden = self.tower(input_features).last_hidden_state
-            else:
+            with capturing(hook, attention):
                 hidden = self.tower(input_features).last_hidden_state
             merged = hidden.reshape(hidden.shape[0], -1, self.model.config.audio_config.intermediate_size)
             features = self.projector(merged)

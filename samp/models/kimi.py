@@ -25,7 +25,8 @@ from torch import nn
 
 from samp.attention import LastLayerAttentionHook
 from samp.models.base import (
-    Adapter, AudioTokens, GenerationResult, KeptAudio, SpeechProcessor, Timings, _PrefillClock, check_waveforms,
+    Adapter, AudioTokens, GenerationResult, KeptAudio, SpeechProcessor, Timings, _PrefillClock, capturing,
+    check_waveforms,
 )
 
 SAMPLES_PER_TOKEN = 1280   # 12.5 tokens per second at 16 kHz
@@ -165,10 +166,7 @@ class KimiAudioAdapter(Adapter):
         width = int(lengths.max())
         hook = LastLayerAttentionHook(whisper.layers[-1].self_attn, query_scaled_first=True)
         with torch.no_grad():
-            if attention:
-                with hook:
-                    hidden = whisper(input_features.to(device=device, dtype=dtype)).last_hidden_state
-            else:
+            with capturing(hook, attention):
                 hidden = whisper(input_features.to(device=device, dtype=dtype)).last_hidden_state
             stacked = hidden[:, : FRAMES_PER_TOKEN * width].reshape(hidden.shape[0], width, -1)
             features = self.model.adaptor(stacked)

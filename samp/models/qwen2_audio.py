@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from samp.attention import LastLayerAttentionHook
-from samp.models.base import Adapter, AudioTokens, bidirectional_encoder_mask, submodule
+from samp.models.base import Adapter, AudioTokens, bidirectional_encoder_mask, capturing, submodule
 
 
 class Qwen2AudioAdapter(Adapter):
@@ -41,10 +41,7 @@ class Qwen2AudioAdapter(Adapter):
         mask = bidirectional_encoder_mask(self.model, self.tower, valid_frames, frames, dtype)
         hook = LastLayerAttentionHook(self.tower.layers[-1].self_attn, query_scaled_first=True)
         with torch.no_grad():
-            if attention:
-                with hook:
-                    hidden = self.tower(input_features, attention_mask=mask).last_hidden_state
-            else:
+            with capturing(hook, attention):
                 hidden = self.tower(input_features, attention_mask=mask).last_hidden_state
             features = self.projector(hidden)
             captured = None

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from samp.attention import LastLayerAttentionHook
-from samp.models.base import Adapter, AudioTokens, check_waveforms, modeling_module, submodule
+from samp.models.base import Adapter, AudioTokens, capturing, check_waveforms, modeling_module, submodule
 
 
 class Qwen3AsrAdapter(Adapter):
@@ -64,13 +64,9 @@ class Qwen3AsrAdapter(Adapter):
         lengths = self.modeling._get_feat_extract_output_lengths(mel_mask.sum(-1), self.n_window).cpu()
         hook = LastLayerAttentionHook(self.tower.layers[-1].self_attn, query_scaled_first=False)
         with torch.no_grad():
-            run = lambda: self.tower(input_features=input_features.to(device=device, dtype=dtype),  # noqa: E731
-                                     input_features_mask=mel_mask).last_hidden_state
-            if attention:
-                with hook:
-                    packed = run()
-            else:
-                packed = run()
+            with capturing(hook, attention):
+                packed = self.tower(input_features=input_features.to(device=device, dtype=dtype),
+                                    input_features_mask=mel_mask).last_hidden_state
             projected = self.projector(packed)  # [ΣN_b, C], exactly what the stock get_audio_features returns
         features = projected.new_zeros(len(lengths), int(lengths.max()), projected.shape[-1])
         for b, part in enumerate(torch.split(projected, lengths.tolist())):

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 
 from samp.attention import LastLayerAttentionHook
-from samp.models.base import Adapter, AudioTokens, submodule
+from samp.models.base import Adapter, AudioTokens, capturing, submodule
 
 FRAMES_PER_TOKEN = 4
 
@@ -34,10 +34,7 @@ class VoxtralAdapter(Adapter):
         device, dtype = self.tower.conv1.weight.device, self.tower.conv1.weight.dtype
         hook = LastLayerAttentionHook(self.tower.layers[-1].self_attn, query_scaled_first=True)
         with torch.no_grad():
-            if attention:
-                with hook:
-                    hidden = self.tower(input_features.to(device=device, dtype=dtype)).last_hidden_state
-            else:
+            with capturing(hook, attention):
                 hidden = self.tower(input_features.to(device=device, dtype=dtype)).last_hidden_state
             features = self.projector(hidden.reshape(hidden.shape[0], -1, self.merged_width))
             captured = hook.record() if attention else None
