@@ -338,6 +338,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-stage1", action="store_true", help="reuse work-dir/stage1.pt")
+    parser.add_argument("--stage1-init", type=Path, default=None,
+                        help="start stage 1 from this stage1.pt (a warm restart: a new warm-up/cosine cycle)")
+    parser.add_argument("--stage1-peak-lr", type=float, default=2e-3)
+    parser.add_argument("--stage1-warmup", type=int, default=150)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -389,9 +393,14 @@ def main(argv=None) -> int:
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
     else:
-        s1 = StageSchedule(args.stage1_steps, args.batch_size, 2e-3, 150)
+        if args.stage1_init is not None:
+            state = torch.load(args.stage1_init)
+            model.load_state_dict(state["model"])
+            heads.load_state_dict(state["heads"])
+            log(f"stage 1 starts from {args.stage1_init}")
+        s1 = StageSchedule(args.stage1_steps, args.batch_size, args.stage1_peak_lr, args.stage1_warmup)
         timings["stage1_seconds"] = run_stage1(model, heads, feats, feat_lens, word_targets, phone_targets, s1,
-                                               args.seed, log)
+                                               args.seed + (2 if args.stage1_init else 0), log)
         torch.save({"model": model.state_dict(), "heads": heads.state_dict()}, stage1_ckpt)
     model.eval()
     test_encoded = encode_all(model, test_feats, test_lens)
@@ -422,6 +431,8 @@ def main(argv=None) -> int:
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
     summary = {"seed": args.seed, "train_utterances": len(texts), "stage1_steps": args.stage1_steps,
+               "stage1_init": str(args.stage1_init) if args.stage1_init else None,
+               "stage1_peak_lr": args.stage1_peak_lr, "stage1_warmup": args.stage1_warmup,
                "stage2_steps": args.stage2_steps, "batch_size": args.batch_size, "threads": args.threads,
                "stage1_test_ctc_wer": stage1_wer, "test_greedy_wer": results, **timings,
                "espeak_ng_version": info["espeak_ng_version"]}
