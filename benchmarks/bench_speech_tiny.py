@@ -1,0 +1,115 @@
+"""CPU accuracy benchmark on the committed tiny speech LLM: every method × keep ratio, WER with bootstrap CIs.
+
+The model (fixtures/speech_tiny/model) is a 2 M-parameter Qwen2AudioForConditionalGeneration trained on espeak-ng
+speech; its uncompressed greedy WER on the committed test set is a few percent, so what a compression method costs
+is measurable on a CPU. Every case runs the project's own path: ``samp.eval`` (RunConfig → adapter_inference →
+evaluate → score_asr with its bootstrap CI → Record) over ``samp.models`` ``adapter.generate``. Each score goes to
+the records history (``--samp-records PATH``) and must stay under its WER bound in bench_speech_tiny_budgets.toml.
+
+    pytest benchmarks/bench_speech_tiny.py --benchmark-only --samp-records runs/records.jsonl
+
+CI time: the audio encoder's output does not depend on the method, so the adapter encodes each batch once (with the
+last-layer attention) and reuses it for every case; compression, prefill and decoding run for every case.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+import samp
+import samp.models
+from samp.eval.datasets import custom_dataset
+from samp.eval.manifest import load_manifest
+from samp.eval.runner import RunConfig, adapter_inference, evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "fixtures" / "speech_tiny" / "model"
+MANIFEST = ROOT / "fixtures" / "speech_tiny" / "test" / "manifest.jsonl"
+BUDGET_FILE = Path(__file__).with_name("bench_speech_tiny_budgets.toml")
+KEEP_RATIOS = (0.8, 0.6, 0.4)
+# Answers are at most 6 words (one token each) plus the end token.
+MAX_NEW_TOKENS = 8
+
+
+def load_wer_bounds(path: Path = BUDGET_FILE) -> tuple[int, dict[tuple[str, float], float]]:
+    """(items, {(method, keep_ratio): max_wer}) from the budget TOML; malformed rows are a ValueError."""
+    document = tomllib.loads(path.read_text())
+    items = document.get("items")
+    if not isinstance(items, int) or items < 1:
+        raise ValueError(f"{path}: 'items' must be a positive integer (utterances evaluated), got {items!r}")
+    bounds = {}
+    for number, row in enumerate(document.get("budget", []), start=1):
+        if set(row) != {"method", "keep_ratio", "measured_wer", "max_wer"}:
+            raise ValueError(f"{path} budget {number}: expected method, keep_ratio, measured_wer, max_wer; got {row}")
+        if not 0 <= row["measured_wer"] <= row["max_wer"]:
+            raise ValueError(f"{path} budget {number}: need 0 <= measured_wer <= max_wer, got {row}")
+        key = (row["method"], float(row["keep_ratio"]))
+        if key in bounds:
+            raise ValueError(f"{path} budget {number}: duplicate {key}")
+        bounds[key] = float(row["max_wer"])
+    return items, bounds
+
+
+def cases() -> list[tuple[str, float]]:
+    out = [("base", 1.0)]
+    out += [(spec.name, ratio) for spec in samp.methods.available() if spec.name != "base" for ratio in KEEP_RATIOS]
+    return out
+
+
+class EncodeOnce:
+    """Wraps an adapter's ``encode``: a batch of waveforms seen before gets the cached tokens (attention included)."""
+
+    def __init__(self, adapter):
+        self.encode = adapter.encode
+        self.cache: dict[str, object] = {}
+
+    def __call__(self, audios, *, sampling_rate: int = 16000, attention: bool = False):
+        digest = hashlib.sha1()
+        for audio in audios:
+            digest.update(np.ascontiguousarray(audio, dtype=np.float32).tobytes())
+            digest.update(b"|")
+        key = f"{digest.hexdigest()}@{sampling_rate}"
+        if key not in self.cache:
+            self.cache[key] = self.encode(audios, sampling_rate=sampling_rate, attention=True)
+        return self.cache[key]
+
+
+@pytest.fixture(scope="module")
+def speech_tiny():
+    items_count, bounds = load_wer_bounds()
+    model, processor = samp.models.load(MODEL_DIR, device="cpu")
+    adapter = samp.models.adapter_for(model, processor)
+    adapter.encode = EncodeOnce(adapter)
+    spec = custom_dataset("speech_tiny", "asr", "en")
+    items = load_manifest(MANIFEST)[:items_count]
+    return adapter, spec, items, bounds
+
+
+def test_budgets_cover_every_case():
+    _, bounds = load_wer_bounds()
+    assert sorted(bounds) == sorted(cases())
+
+
+@pytest.mark.parametrize("method, keep_ratio", cases())
+def test_speech_tiny_wer(method, keep_ratio, speech_tiny, benchmark, samp_recorder, tmp_path):
+    adapter, spec, items, bounds = speech_tiny
+    benchmark.group = "speech_tiny WER"
+    config = RunConfig(model="speech_tiny", method=method, keep_ratio=keep_ratio, batch_size=len(items), seed=0)
+    infer = adapter_inference(adapter, config, max_new_tokens=MAX_NEW_TOKENS)
+    records = benchmark.pedantic(evaluate, args=(config, [(spec, items)], tmp_path, infer),
+                                 kwargs={"device": "cpu", "progress": False}, rounds=1, iterations=1)
+    (record,) = records
+    samp_recorder.add(record, benchmark)
+    assert record.coverage == 1.0, f"{record.n_failed} items failed"
+    bound = bounds[(method, keep_ratio)]
+    assert record.value <= bound, (
+        f"speech_tiny {method} keep {keep_ratio}: WER {100 * record.value:.2f}% "
+        f"(95% CI {100 * record.ci_low:.2f}–{100 * record.ci_high:.2f}) is above its bound {100 * bound:.2f}%")
