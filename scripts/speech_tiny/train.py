@@ -6,6 +6,9 @@ Schedules are step-based (linear warm-up, cosine decay), so a rerun with the sam
 
     python scripts/speech_tiny/corpus.py --out-dir /tmp/st/corpus
     python scripts/speech_tiny/train.py --corpus /tmp/st/corpus --work-dir /tmp/st/work --out fixtures/speech_tiny/model
+
+The committed model used two stage-1 cycles (the second one with --stage1-init); fixtures/speech_tiny/README.md has
+the exact commands and timings.
 """
 from __future__ import annotations
 
