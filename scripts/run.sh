@@ -11,7 +11,7 @@ model=fixtures/speech_tiny/model
 data=fixtures/speech_tiny/test/manifest.jsonl
 for run in base:1.0 samp:0.6 uniform:0.6 random:0.6; do
   .venv/bin/samp eval --model "$model" --data "$data" --method "${run%%:*}" --keep-ratio "${run##*:}" \
-    --work-dir "$work" "$@"
+    --work-dir "$work" --batch-size 16 "$@"
 done
 .venv/bin/samp dashboard "$work/records.jsonl" --out "$work/site"
 echo "records: $work/records.jsonl   dashboard: $work/site/index.html"
