@@ -14,7 +14,8 @@ def register(subparsers) -> None:
                           help="comma-separated dataset names (e.g. LibriSpeech,AISHELL-1) or manifest .jsonl paths")
     evaluate.add_argument("--work-dir", required=True, type=Path)
     evaluate.add_argument("--method", default="samp")
-    evaluate.add_argument("--keep-ratio", type=float, default=0.6)
+    evaluate.add_argument("--keep-ratio", type=float, default=None,
+                          help="fraction of audio tokens kept (default: 1.0 for --method base, else 0.6)")
     evaluate.add_argument("--threshold", type=float, default=0.85)
     evaluate.add_argument("--flavor", default="samp", help="compression flavour: samp or the model's reference one")
     evaluate.add_argument("--scorer", default="samp", choices=("samp", "evalkit"),
@@ -80,8 +81,11 @@ def run_eval(args) -> int:
         install_lowrank_encoder,
     )
 
+    keep_ratio = args.keep_ratio
+    if keep_ratio is None:  # base keeps every token; asking for 0.6 of it would be an error
+        keep_ratio = 1.0 if args.method == "base" else 0.6
     try:
-        config = RunConfig(model=str(args.model), method=args.method, keep_ratio=args.keep_ratio,
+        config = RunConfig(model=str(args.model), method=args.method, keep_ratio=keep_ratio,
                            threshold=args.threshold, flavor=args.flavor, scorer=args.scorer,
                            batch_size=args.batch_size, seed=args.seed,
                            lowrank_plan=str(args.lowrank_encoder) if args.lowrank_encoder else None)
