@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 # Modules that add sub-commands, in the order `samp --help` lists them.
@@ -16,11 +15,9 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="samp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="samp", description="Compress speech LLMs and measure what it costs.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:  # TODO(lead): drop once every area landed
-            continue
         importlib.import_module(name).register(subparsers)
     return parser
 
