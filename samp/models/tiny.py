@@ -71,15 +71,10 @@ def seeded_init_(model: nn.Module, *, canonical=canonical_name) -> nn.Module:
     return model
 
 
-def tiny_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int = 256):
-    """Byte-level BPE without merges (256 byte symbols), special tokens from ``first_special_id`` on."""
+def _byte_level_backend(vocab: dict[str, int], special_tokens: tuple[str, ...], first_special_id: int):
+    """A merge-free byte-level BPE over ``vocab`` with ``special_tokens`` numbered from ``first_special_id``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {symbol: index for index, symbol in enumerate(alphabet)}
-    if first_special_id < len(vocab):
-        raise ValueError(f"first_special_id={first_special_id} collides with the {len(vocab)} byte symbols")
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -89,8 +84,20 @@ def tiny_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int = 2
         while backend.get_vocab_size() < first_special_id + offset:
             backend.add_tokens([f"<|unused_{backend.get_vocab_size()}|>"])
         backend.add_special_tokens([token])
+    return backend
+
+
+def tiny_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int = 256):
+    """Byte-level BPE without merges (256 byte symbols), special tokens from ``first_special_id`` on."""
+    from tokenizers import pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {symbol: index for index, symbol in enumerate(alphabet)}
+    if first_special_id < len(vocab):
+        raise ValueError(f"first_special_id={first_special_id} collides with the {len(vocab)} byte symbols")
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
+        tokenizer_object=_byte_level_backend(vocab, special_tokens, first_special_id),
         model_input_names=["input_ids", "attention_mask"],
         eos_token=special_tokens[0],
         pad_token=special_tokens[0],
@@ -217,7 +224,7 @@ KIMI_SEMANTIC_OFFSET = 310  # discrete speech tokens are ids 310…399 of the ti
 
 def byte_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int):
     """Byte-level tokenizer whose id of a byte is the byte's value (Kimi's tiny goldens tokenise text that way)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
@@ -232,15 +239,8 @@ def byte_tokenizer(special_tokens: tuple[str, ...], *, first_special_id: int):
             extra += 1
     if set(symbols) != set(alphabet):
         raise RuntimeError("tokenizers' ByteLevel alphabet is not the GPT-2 byte table this builder assumes")
-    backend = Tokenizer(models.BPE(vocab=symbols, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    for offset, token in enumerate(special_tokens):
-        while backend.get_vocab_size() < first_special_id + offset:
-            backend.add_tokens([f"<|unused_{backend.get_vocab_size()}|>"])
-        backend.add_special_tokens([token])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, model_input_names=["input_ids", "attention_mask"],
-                                   clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(tokenizer_object=_byte_level_backend(symbols, special_tokens, first_special_id),
+                                   model_input_names=["input_ids", "attention_mask"], clean_up_tokenization_spaces=False)
 
 
 def tiny_kimi_audio(*, attn_implementation: str = "sdpa", whisper_attn_implementation: str = "sdpa"):
