@@ -52,21 +52,18 @@ def test_golden_index_has_all_250_cases():
     assert not any("error" in case or "llm_input_error" in case for _, case in CASES)
 
 
+def case_arguments(group, case, data) -> dict:
+    """The keyword arguments one golden case was produced with."""
+    return dict(method=case["method"], keep_ratio=case["keep_ratio"], threshold=case["threshold"],
+                attention=data["attention"], keys=data["keys"], frames_per_token=group["frames_per_token"],
+                flavor=group["flavor"])
+
+
 @pytest.mark.parametrize("group, case", CASES, ids=IDS)
 def test_reference_reproduces_golden_case(group, case):
     data = inputs(group)
     arrays = load_group(group["file"])
-    results = reference_rows(
-        data["features"],
-        data["lengths"],
-        method=case["method"],
-        keep_ratio=case["keep_ratio"],
-        threshold=case["threshold"],
-        attention=data["attention"],
-        keys=data["keys"],
-        frames_per_token=group["frames_per_token"],
-        flavor=group["flavor"],
-    )
+    results = reference_rows(data["features"], data["lengths"], **case_arguments(group, case, data))
     atol = TOLERANCE.get(case["method"], 1e-5)
     assert [r.rows.shape[0] for r in results] == case["output_rows"]
     for b, result in enumerate(results):
@@ -96,17 +93,7 @@ def test_public_compress_packs_golden_rows_with_consistent_assignment(group, cas
     explain every slot (each slot is the weighted mean of the inputs assigned to it, or repeats an earlier slot)."""
     data = inputs(group)
     arrays = load_group(group["file"])
-    out = samp.compress(
-        data["features"],
-        data["lengths"],
-        method=case["method"],
-        keep_ratio=case["keep_ratio"],
-        threshold=case["threshold"],
-        attention=data["attention"],
-        keys=data["keys"],
-        frames_per_token=group["frames_per_token"],
-        flavor=group["flavor"],
-    )
+    out = samp.compress(data["features"], data["lengths"], **case_arguments(group, case, data))
     assert out.lengths.tolist() == case["output_rows"]
     assert (out.weights is None) == (case["method"] == "visionzip")
     atol = TOLERANCE.get(case["method"], 1e-5)
