@@ -2,7 +2,6 @@
 works on a tiny real model (CPU here, CUDA on a GPU machine), and missing checkpoints skip with a reason."""
 import pytest
 
-import samp
 from samp.bench.budgets import default_budget_dir, load_budgets
 from samp.bench.gpu_suite import LatencyBook, ModelCache, accuracy_params, latency_params, measure_latency
 from samp.bench.gpu_suite import run_latency_budget

@@ -129,7 +129,7 @@ def test_attention_map_and_precomputed_stats_agree():
 def test_attention_stats_match_a_direct_computation():
     data = build_inputs(seed=2, batch=2, n=6, channels=3, heads=3, frames_per_token=2, lengths=[6, 4])
     stats = samp.attention_stats(data.attention, data.lengths, 2)
-    p, n = 2, 6
+    p = 2
     for b, length in enumerate(data.lengths.tolist()):
         head_max = data.attention[b].amax(0)
         head_mean = data.attention[b].mean(0)

@@ -1,7 +1,6 @@
 """``samp bench compare`` and ``samp dashboard``: thin wrappers over :mod:`samp.bench`."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 

@@ -10,7 +10,6 @@ without the others (the determinism tests do exactly that).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import subprocess
