@@ -8,6 +8,7 @@ from samp.models import adapter_for
 from samp.models.base import submodule
 from samp.models.qwen2_audio import Qwen2AudioAdapter
 from samp.models.tiny import speechlike_waveform, tiny_qwen2_audio
+from models_checks import audio_logit_shift, stock_new_tokens
 
 PROMPT = "<|audio_bos|><|AUDIO|><|audio_eos|>Detect the language and recognize the speech: <|en|>"
 GREEDY = dict(max_new_tokens=12, do_sample=False)
@@ -24,13 +25,6 @@ def waves():
     return [speechlike_waveform(2.52, 11), speechlike_waveform(3.3, 22)]
 
 
-def stock_new_tokens(model, processor, wave, **kwargs):
-    inputs = processor(text=PROMPT, audio=wave, sampling_rate=16000, return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**inputs, **kwargs)
-    return out[:, inputs["input_ids"].shape[1]:]
-
-
 def test_adapter_for_picks_the_qwen2_audio_adapter(tiny):
     assert isinstance(tiny[2], Qwen2AudioAdapter)
 
@@ -39,7 +33,7 @@ def test_adapter_for_picks_the_qwen2_audio_adapter(tiny):
 def test_base_is_bit_identical_to_stock_generate(tiny, waves, index):
     model, processor, adapter = tiny
     result = adapter.generate([waves[index]], PROMPT, method="base", keep_ratio=1.0, **GREEDY)
-    expected = stock_new_tokens(model, processor, waves[index], **GREEDY)
+    expected = stock_new_tokens(model, processor, PROMPT, waves[index], **GREEDY)
     assert torch.equal(result.sequences, expected)
     n = result.audio_tokens[0][0]
     assert result.audio_tokens == [(n, n)]
@@ -109,17 +103,7 @@ def test_compressed_rows_reach_the_language_model(tiny, waves):
 def test_audio_rows_change_the_logits(tiny, waves):
     """Guards against a tiny model that ignores its audio (then every equivalence test would be vacuous)."""
     model, _, adapter = tiny
-    tokens = adapter.encode([waves[0]])
-    n = int(tokens.lengths[0])
-    inputs = adapter.build_inputs(PROMPT, [n])
-    rows = adapter._scatter_rows(inputs, [tokens.features[0, :n]])
-    with torch.no_grad():
-        embeds = model.get_input_embeddings()(inputs.input_ids)
-        with_audio = torch.where(inputs.audio_rows[..., None], rows, embeds)
-        logits_audio = model(inputs_embeds=with_audio, attention_mask=inputs.attention_mask).logits[0, -1]
-        zeroed = torch.where(inputs.audio_rows[..., None], torch.zeros_like(rows), embeds)
-        logits_zero = model(inputs_embeds=zeroed, attention_mask=inputs.attention_mask).logits[0, -1]
-    assert (logits_audio - logits_zero).abs().max() > 0.5
+    assert audio_logit_shift(model, adapter, PROMPT, waves[0]) > 0.5
 
 
 def test_timings_and_texts_are_reported(tiny, waves):
@@ -200,7 +184,7 @@ def test_beam_search_base_is_bit_identical_to_stock(tiny, waves):
     model, processor, adapter = tiny
     kwargs = dict(max_new_tokens=6, num_beams=2, do_sample=False)
     result = adapter.generate([waves[0]], PROMPT, method="base", keep_ratio=1.0, **kwargs)
-    assert torch.equal(result.sequences, stock_new_tokens(model, processor, waves[0], **kwargs))
+    assert torch.equal(result.sequences, stock_new_tokens(model, processor, PROMPT, waves[0], **kwargs))
 
 
 def test_tokenizer_special_tokens_are_added_as_the_stock_processor_adds_them(waves):
@@ -215,4 +199,4 @@ def test_tokenizer_special_tokens_are_added_as_the_stock_processor_adds_them(wav
     adapter = adapter_for(model, processor)
     assert adapter.build_inputs(PROMPT, [3]).input_ids[0, 0] == bos
     result = adapter.generate([waves[0]], PROMPT, method="base", keep_ratio=1.0, **GREEDY)
-    assert torch.equal(result.sequences, stock_new_tokens(model, processor, waves[0], **GREEDY))
+    assert torch.equal(result.sequences, stock_new_tokens(model, processor, PROMPT, waves[0], **GREEDY))

@@ -5,6 +5,7 @@ import transformers
 
 from samp.models import adapter_for
 from samp.models.tiny import speechlike_waveform, tiny_qwen3_asr
+from models_checks import audio_logit_shift, stock_new_tokens
 
 pytestmark = pytest.mark.skipif(
     not hasattr(transformers, "Qwen3ASRForConditionalGeneration"),
@@ -29,10 +30,7 @@ def waves():  # the 9 s clip spans several attention windows of the tiny encoder
 def test_base_is_bit_identical_to_stock_generate(tiny, waves, index, tokens):
     model, processor, adapter = tiny
     result = adapter.generate([waves[index]], PROMPT, method="base", keep_ratio=1.0, **GREEDY)
-    inputs = processor(text=PROMPT, audio=waves[index], sampling_rate=16000, return_tensors="pt")
-    with torch.no_grad():
-        stock = model.generate(**inputs, **GREEDY)[:, inputs["input_ids"].shape[1]:]
-    assert torch.equal(result.sequences, stock)
+    assert torch.equal(result.sequences, stock_new_tokens(model, processor, PROMPT, waves[index], **GREEDY))
     assert result.audio_tokens == [(tokens, tokens)]
 
 
@@ -82,12 +80,4 @@ def test_windowed_probabilities_reproduce_the_layer_output(tiny, waves):
 
 def test_audio_rows_change_the_logits(tiny, waves):
     model, _, adapter = tiny
-    tokens = adapter.encode([waves[0]])
-    n = int(tokens.lengths[0])
-    inputs = adapter.build_inputs(PROMPT, [n])
-    rows = adapter._scatter_rows(inputs, [tokens.features[0, :n]])
-    with torch.no_grad():
-        embeds = model.get_input_embeddings()(inputs.input_ids)
-        audio = model(inputs_embeds=torch.where(inputs.audio_rows[..., None], rows, embeds)).logits[0, -1]
-        silent = model(inputs_embeds=torch.where(inputs.audio_rows[..., None], 0 * rows, embeds)).logits[0, -1]
-    assert (audio - silent).abs().max() > 0.5
+    assert audio_logit_shift(model, adapter, PROMPT, waves[0]) > 0.5
