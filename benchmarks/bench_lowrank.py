@@ -13,19 +13,18 @@ about a minute per 5120-wide layer on a float64 eigendecomposition on one CPU th
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 
 import pytest
 import torch
 
+from samp.bench.timers import fastest_seconds, ratio_to_baseline
 from samp.lowrank import LowRankLinear, find_encoder_linears
 from samp.lowrank.layers import replace_module
 from samp.lowrank.planning import dense_flops as dense_flops_per_frame
 from samp.lowrank.planning import low_rank_flops, low_rank_is_cheaper
 
 D_MODEL, HEADS, FFN, MEL_BINS, MEL_FRAMES, LAYERS = 1280, 20, 5120, 128, 3000, 2
-ROUNDS = 2  # each round is one dense and one compressed encode, seconds each on one CPU thread
+ROUNDS = 2  # each round is one dense and one compressed encode (interleaved), seconds each on one CPU thread
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +75,11 @@ def test_low_rank_encoder_time_and_size(benchmark, large_width_encoder, rank_fra
         with torch.no_grad():
             return model(features).last_hidden_state
 
-    dense_times = []
-
-    def time_dense_encoder():
-        # runs before every timed round of the compressed encoder: paired, interleaved measurements resist the
-        # load drifts of a shared machine better than two separate series
-        start = time.perf_counter()
-        encode(encoder)
-        dense_times.append(time.perf_counter() - start)
-
     encode(encoder)  # warm-up outside any timing
     benchmark.group = "lowrank: 2-layer Whisper-large-v3-width encoder, 3000 mel frames"
-    output = benchmark.pedantic(lambda: encode(compressed), setup=time_dense_encoder, rounds=ROUNDS, iterations=1)
-    dense_seconds = statistics.median(dense_times)
-    time_ratio = benchmark.stats.stats.median / dense_seconds
+    output = benchmark.pedantic(lambda: encode(compressed), rounds=1, iterations=1)
+    dense_seconds = fastest_seconds({"dense": lambda: encode(encoder)}, rounds=1)["dense"]
+    time_ratio = ratio_to_baseline(lambda: encode(compressed), lambda: encode(encoder), rounds=ROUNDS)
     params_ratio = parameter_count(compressed) / parameter_count(encoder)
     layers = find_encoder_linears(encoder)
     names = [layer.name for layer in layers]

@@ -7,17 +7,16 @@ width (d=1280, 20 heads, FFN 5120), both over a full 30 s window (1500 frames) o
 LibriSpeech length). The hook's extra work covers the valid frames only, so a clip that fills the whole window costs
 more: 1.8× on the tiny and 1.2× on the wide encoder when measured; that ratio is recorded, not gated, for the tiny
 one. Plain and hook runs of one encoder are interleaved so that load on the shared machine hits them alike; the
-ratio of medians is gated, and it and the eager time are recorded in ``extra_info`` (the wide encoder's eager and
-plain times appear there only, to keep the suite short). Absolute times on a shared CPU mean little.
+ratio of their fastest rounds is gated (``samp.bench.timers.ratio_to_baseline``), and it and the eager ratio are
+recorded in ``extra_info``. Absolute times on a shared CPU mean little.
 """
 from __future__ import annotations
-
-import time
 
 import pytest
 import torch
 
 from samp.attention import LastLayerAttentionHook
+from samp.bench.timers import ratio_to_baseline
 from samp.models import adapter_for
 from samp.models.base import bidirectional_encoder_mask
 from samp.models.tiny import seeded_init_, speechlike_waveform, tiny_qwen2_audio
@@ -84,16 +83,6 @@ def encoder(request):
     return request.param, EncoderCase(request.param)
 
 
-def interleaved_medians(runs: dict, rounds: int) -> dict:
-    times = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
-
-
 # the wide encoder takes seconds per call on a CPU: fewer rounds there keep the suite short
 ROUNDS = {"tiny": 15, "whisper-large-width-2-layers": 3}
 
@@ -104,16 +93,12 @@ def test_hook_encoder_cost_versus_plain_sdpa(benchmark, encoder):
     benchmark.pedantic(case.hook, rounds=1 if name != "tiny" else 3, iterations=1, warmup_rounds=0)
     if benchmark.disabled:
         return
-    medians = interleaved_medians({"plain": case.plain, "hook": case.hook}, ROUNDS[name])
-    medians |= interleaved_medians({"eager": case.eager_all_layers}, 1 if name != "tiny" else 3)
-    hook_ratio, eager_ratio = medians["hook"] / medians["plain"], medians["eager"] / medians["plain"]
-    benchmark.extra_info.update(plain_seconds=medians["plain"], hook_seconds=medians["hook"],
-                                eager_all_layers_seconds=medians["eager"], hook_ratio=hook_ratio,
-                                eager_all_layers_ratio=eager_ratio, budget=HOOK_BUDGET)
+    hook_ratio = ratio_to_baseline(case.hook, case.plain, rounds=ROUNDS[name], budget=HOOK_BUDGET)
+    eager_ratio = ratio_to_baseline(case.eager_all_layers, case.plain, rounds=1 if name != "tiny" else 3)
+    benchmark.extra_info.update(hook_ratio=hook_ratio, eager_all_layers_ratio=eager_ratio, budget=HOOK_BUDGET)
     if name == "tiny":  # reported, not gated: a clip filling the window makes the hook's block the whole map
         full = EncoderCase(name, seconds=29.9)
-        window = interleaved_medians({"plain": full.plain, "hook": full.hook}, 5)
-        benchmark.extra_info["hook_ratio_30s_clip"] = window["hook"] / window["plain"]
+        benchmark.extra_info["hook_ratio_30s_clip"] = ratio_to_baseline(full.hook, full.plain, rounds=5)
     assert hook_ratio <= HOOK_BUDGET, (
         f"{name}: encoding with the statistics hook took {hook_ratio:.3f}× the plain SDPA encoder "
         f"(budget {HOOK_BUDGET}×; the reference's eager-on-every-layer way: {eager_ratio:.2f}×)"

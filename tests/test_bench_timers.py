@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from samp.bench.machine import device_class, machine_info
-from samp.bench.timers import StageTimer, peak_memory, synced
+from samp.bench.timers import StageTimer, fastest_seconds, peak_memory, ratio_to_baseline, synced
 
 
 def test_machine_info_names_versions():
@@ -63,3 +63,32 @@ def test_cuda_stage_timer_measures_the_work_not_the_launch():
     # 20 x 4096^3 x 2 flop: tens of milliseconds even on an H100 in fp32; an unsynchronised read sees ~0.
     assert elapsed > 1e-3
     assert peak["peak_memory_bytes"] >= a.numel() * 4
+
+
+def test_fastest_seconds_interleaves_the_runs_and_keeps_each_ones_fastest_round():
+    order = []
+    seconds = fastest_seconds({"slow": lambda: (order.append("slow"), time.sleep(0.02)),
+                               "fast": lambda: order.append("fast")}, rounds=3)
+    assert order == ["slow", "fast"] * 3
+    assert seconds["slow"] >= 0.02 > seconds["fast"]
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        fastest_seconds({"fast": lambda: None}, rounds=0)
+
+
+def test_ratio_to_baseline_retries_only_while_over_budget():
+    calls = []
+    def run():
+        calls.append(1)
+        time.sleep(0.004)
+    def baseline():
+        time.sleep(0.001)
+    ratio = ratio_to_baseline(run, baseline, rounds=2, budget=0.5, trials=3)  # never within: every trial runs
+    assert len(calls) == 6 and ratio > 1.0
+    calls.clear()
+    assert ratio_to_baseline(run, baseline, rounds=2, budget=100.0, trials=3) > 1.0
+    assert len(calls) == 2  # within the budget at the first trial
+    calls.clear()
+    ratio_to_baseline(run, baseline, rounds=2)  # no budget: one trial, reported only
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="trials must be at least 1"):
+        ratio_to_baseline(run, baseline, rounds=1, trials=0)

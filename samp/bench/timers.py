@@ -109,3 +109,41 @@ def synchronizing_forward(module: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+def fastest_seconds(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """The fastest of ``rounds`` wall-clock times of each run, the runs interleaved round by round.
+
+    Why the fastest and why interleaved: on a shared machine other jobs only ever add time, and they come in bursts;
+    taking each run's least-disturbed round, with the runs alternating so a burst hits them alike, gives ratios that
+    hold from one run of the suite to the next (medians of back-to-back blocks moved by 30 % here). Runs that queue
+    CUDA work must synchronise themselves (see ``synced``).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(seconds) for name, seconds in times.items()}
+
+
+def ratio_to_baseline(run: Callable[[], object], baseline: Callable[[], object], *, rounds: int,
+                      budget: float | None = None, trials: int = 3) -> float:
+    """``fastest(run) / fastest(baseline)``, interleaved (see ``fastest_seconds``).
+
+    With a ``budget``, up to ``trials`` independent trials are made and the lowest ratio is returned as soon as one
+    is within the budget: a single trial can still land on a long burst of someone else's work, while a run that
+    really costs more than its budget exceeds it in every trial.
+    """
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, got {trials}")
+    best = float("inf")
+    for _ in range(trials if budget is not None else 1):
+        seconds = fastest_seconds({"run": run, "baseline": baseline}, rounds)
+        best = min(best, seconds["run"] / seconds["baseline"])
+        if budget is None or best <= budget:
+            break
+    return best
