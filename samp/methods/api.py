@@ -8,7 +8,7 @@ import torch
 
 from samp.methods.batch import Batch
 from samp.methods.counts import check_flavor, check_keep_ratio, keep_count
-from samp.methods.primitives import normalised_weights, segment_sum, valid_mask
+from samp.methods.primitives import normalised_weights, valid_mask, weighted_sum
 from samp.methods.registry import get
 from samp.methods.result import Compressed
 from samp.methods.stats import AttentionStats, attention_stats, pool_keys
@@ -85,7 +85,7 @@ def compress(
     weights = normalised_weights(plan.slots, plan.weights.float(), int(counts.max()))
     out = plan.features
     if out is None:
-        out = segment_sum(work * weights[..., None], plan.slots, int(counts.max()))
+        out = weighted_sum(work, plan.slots, weights, int(counts.max()))
     return Compressed(features=out.to(features.dtype), lengths=counts, assignment=plan.slots, weights=weights)
 
 

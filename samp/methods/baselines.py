@@ -155,7 +155,7 @@ def _prune_groups(batch: Batch, ids: torch.Tensor) -> Plan:
     members = segment_sum(batch.valid.float(), ids, num_groups).clamp_min(1)
     relevance = segment_sum(batch.self_attention, ids, num_groups) / members
     group_valid = torch.arange(num_groups, device=ids.device)[None, :] < groups[:, None]
-    keep = greedy_dpp(unit_rows(merged), group_valid, batch.counts, relevance)
+    keep = greedy_dpp(merged, group_valid, batch.counts, relevance)
     return Plan(slots=slots_from_groups(ids, keep), weights=batch.received)
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from samp.methods.batch import Batch, Plan
-from samp.methods.primitives import greedy_dpp_items, unit_rows, weighted_slots
+from samp.methods.primitives import NORM_EPS, dpp_kernel, greedy_dpp_items, weighted_slots
 
 
-def similarity_groups(unit: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy left-to-right grouping of one utterance's unit rows ``[n, C]``.
+def similarity_groups(rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy left-to-right grouping of one utterance's rows ``[n, C]`` (any scale: cosines are compared).
 
     Token ``j`` joins the open group when its mean cosine to *all* current members is at least ``threshold``.
     Returns ``starts`` (bool ``[n]``: token opens a group) and ``join_scores`` (the mean cosine each joining
@@ -18,21 +18,23 @@ def similarity_groups(unit: np.ndarray, threshold: float) -> tuple[np.ndarray, n
 
     The decision for ``j`` depends on the groups before it, so this is a loop over tokens; it keeps a running sum
     of the open group's unit rows, making each step one dot product instead of a slice of the N×N similarity
-    matrix (which is never built).
+    matrix (which is never built), and it scales by inverse norms instead of making a normalised copy.
     """
-    n = unit.shape[0]
+    n = rows.shape[0]
     starts = np.zeros(n, dtype=bool)
     join_scores = np.full(n, np.nan, dtype=np.float64)
     if n == 0:
         return starts, join_scores
     starts[0] = True
-    adjacent = np.einsum("ij,ij->i", unit[:-1], unit[1:]).astype(np.float64)
+    inverse = 1.0 / np.maximum(np.linalg.norm(rows, axis=1), NORM_EPS)  # a zero row has cosine 0 with all
+    adjacent = np.einsum("ij,ij->i", rows[:-1], rows[1:]).astype(np.float64) * inverse[:-1] * inverse[1:]
     group_sum = None
     size = 1
     for j in range(1, n):
-        score = adjacent[j - 1] if size == 1 else float(group_sum @ unit[j]) / size
+        score = adjacent[j - 1] if size == 1 else float(group_sum @ rows[j]) * inverse[j] / size
         if score >= threshold:
-            group_sum = unit[j - 1] + unit[j] if size == 1 else group_sum + unit[j]
+            unit = rows[j] * inverse[j]
+            group_sum = rows[j - 1] * inverse[j - 1] + unit if size == 1 else group_sum + unit
             size += 1
             join_scores[j] = score
         else:
@@ -56,11 +58,10 @@ def samp(batch: Batch) -> Plan:
     device = batch.features.device
     slots = torch.full(batch.valid.shape, -1, dtype=torch.long, device=device)
     kept = batch.features.new_zeros(batch.features.shape[0], int(batch.counts.max()), batch.features.shape[2])
-    items = []
+    groups_of, kernels, pruned = [], [], []
     for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
         features = batch.features[b, :length]
-        unit = unit_rows(features)
-        starts, scores = similarity_groups(unit.cpu().numpy(), batch.threshold)
+        starts, scores = similarity_groups(features.cpu().numpy(), batch.threshold)
         shortfall = count - int(starts.sum())
         if shortfall > 0:
             # lowest join scores first (group starts score +inf); a stable sort gives ties to the earlier token
@@ -68,23 +69,25 @@ def samp(batch: Batch) -> Plan:
             starts[weakest] = True
         ids = torch.from_numpy(np.cumsum(starts) - 1).to(device)
         groups = int(starts.sum())
-        weights = batch.received[b, :length]
-        merged, _ = weighted_slots(features[None], ids[None], weights[None], groups)
-        members = torch.bincount(ids, minlength=groups).float()
-        relevance = torch.zeros(groups, device=device).index_add_(0, ids, batch.self_attention[b, :length])
-        items.append((b, length, count, ids, merged[0], relevance / members))
-
-    pruned = [item for item in items if item[5].shape[0] > item[2]]
-    picks = greedy_dpp_items(
-        [unit_rows(merged) for *_, merged, _ in pruned],
-        [count for _, _, count, *_ in pruned],
-        [relevance for *_, relevance in pruned],
-    )
-    picks_of = {item[0]: torch.as_tensor(np.sort(p), dtype=torch.long, device=device) for item, p in zip(pruned, picks)}
-    for b, length, count, ids, merged, _ in items:
-        keep = picks_of.get(b, torch.arange(merged.shape[0], device=device))
-        group_slot = torch.full((merged.shape[0],), -1, dtype=torch.long, device=device)
-        group_slot[keep] = torch.arange(count, device=device)
+        groups_of.append((ids, groups))
+        if groups > count:
+            # Only the M×M kernel outlives this step: holding every utterance's merged [M, C] rows until the
+            # batch's DPP is done would cost more (fresh pages) than merging the kept groups again below.
+            merged, _ = weighted_slots(features[None], ids[None], batch.received[b : b + 1, :length], groups)
+            members = torch.bincount(ids, minlength=groups).float()
+            relevance = torch.zeros(groups, device=device).index_add_(0, ids, batch.self_attention[b, :length])
+            kernels.append(dpp_kernel(merged[0], relevance / members))
+            pruned.append(b)
+    picks = dict(zip(pruned, greedy_dpp_items(kernels, [int(batch.counts[b]) for b in pruned])))
+    for b, (length, (ids, groups)) in enumerate(zip(batch.lengths.tolist(), groups_of)):
+        count = int(batch.counts[b])
+        group_slot = torch.arange(groups, device=device)
+        if b in picks:
+            keep = torch.as_tensor(np.sort(picks[b]), dtype=torch.long, device=device)
+            group_slot = torch.full((groups,), -1, dtype=torch.long, device=device)
+            group_slot[keep] = torch.arange(count, device=device)
         slots[b, :length] = group_slot[ids]
-        kept[b, :count] = merged[keep]
+        merged, _ = weighted_slots(batch.features[b : b + 1, :length], slots[b : b + 1, :length],
+                                   batch.received[b : b + 1, :length], count)
+        kept[b, :count] = merged[0]
     return Plan(slots=slots, weights=batch.received, features=kept)
