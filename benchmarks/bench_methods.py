@@ -39,7 +39,7 @@ def qwen_sized():
     return features, lengths, attention, keys, stats
 
 
-def ratio_benchmark(benchmark, run, features, rounds=3, budget=None):
+def ratio_benchmark(benchmark, run, features, rounds=5, budget=None):
     """Time ``run`` with pytest-benchmark, then its ratio to the similarity matmul, the two interleaved."""
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
     if benchmark.disabled:  # --benchmark-disable: the call ran once as a smoke test, nothing was timed

@@ -26,7 +26,8 @@ def similarity_groups(rows: np.ndarray, threshold: float) -> tuple[np.ndarray, n
     if n == 0:
         return starts, join_scores
     starts[0] = True
-    inverse = 1.0 / np.maximum(np.linalg.norm(rows, axis=1), NORM_EPS)  # a zero row has cosine 0 with all
+    # a zero row has cosine 0 with everything; einsum makes no squared copy of the rows
+    inverse = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", rows, rows)), NORM_EPS)
     adjacent = np.einsum("ij,ij->i", rows[:-1], rows[1:]).astype(np.float64) * inverse[:-1] * inverse[1:]
     group_sum = None
     size = 1
