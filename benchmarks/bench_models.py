@@ -5,8 +5,8 @@ time at keep 0.5 versus 1.0 end to end on a tiny model.
 Encoders: the tiny seeded Qwen2-Audio encoder (d=96, 2 layers, 4 heads) and a 2-layer encoder of Whisper-large-v3
 width (d=1280, 20 heads, FFN 5120), both over a full 30 s window (1500 frames) of a 7.5 s utterance (a typical
 LibriSpeech length). The hook's extra work covers the valid frames only, so a clip that fills the whole window costs
-more: 1.8× on the tiny and 1.2× on the wide encoder when measured; that ratio is recorded, not gated, for the tiny
-one. Plain and hook runs of one encoder are interleaved so that load on the shared machine hits them alike; the
+more: about 1.35× on the tiny encoder (one exact float32 attention map is a large share of a d=96 encoder) and
+1.06–1.16× on the wide one when measured; that ratio is recorded for both, not gated. Plain and hook runs of one encoder are interleaved so that load on the shared machine hits them alike; the
 ratio of their fastest rounds is gated (``samp.bench.timers.ratio_to_baseline``), and it and the eager ratio are
 recorded in ``extra_info``. Absolute times on a shared CPU mean little.
 """
@@ -96,9 +96,10 @@ def test_hook_encoder_cost_versus_plain_sdpa(benchmark, encoder):
     hook_ratio = ratio_to_baseline(case.hook, case.plain, rounds=ROUNDS[name], budget=HOOK_BUDGET)
     eager_ratio = ratio_to_baseline(case.eager_all_layers, case.plain, rounds=1 if name != "tiny" else 3)
     benchmark.extra_info.update(hook_ratio=hook_ratio, eager_all_layers_ratio=eager_ratio, budget=HOOK_BUDGET)
-    if name == "tiny":  # reported, not gated: a clip filling the window makes the hook's block the whole map
-        full = EncoderCase(name, seconds=29.9)
-        benchmark.extra_info["hook_ratio_30s_clip"] = ratio_to_baseline(full.hook, full.plain, rounds=5)
+    # reported, not gated: a clip filling the window makes the hook's block the whole map
+    full = EncoderCase(name, seconds=29.9)
+    benchmark.extra_info["hook_ratio_30s_clip"] = ratio_to_baseline(full.hook, full.plain,
+                                                                    rounds=1 if name != "tiny" else 5)
     assert hook_ratio <= HOOK_BUDGET, (
         f"{name}: encoding with the statistics hook took {hook_ratio:.3f}× the plain SDPA encoder "
         f"(budget {HOOK_BUDGET}×; the reference's eager-on-every-layer way: {eager_ratio:.2f}×)"
