@@ -126,6 +126,43 @@ def test_a_failing_batch_is_recorded_as_failed_items(tmp_path, manifest):
     assert other.deletions >= 3
 
 
+def test_failed_items_are_retried_only_when_asked(tmp_path, manifest):
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[3]["meta"]["heard"] = "FAIL"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    work, config = tmp_path / "work", RunConfig(model="m", batch_size=2)
+    inferred = []
+
+    def recording(spec, items):
+        inferred.extend(item.index for item in items)
+        return scripted_transcriber(spec, items)
+
+    evaluate(config, [(LIBRI, load_manifest(manifest))], work, recording, progress=False)
+    inferred.clear()
+    evaluate(config, [(LIBRI, load_manifest(manifest))], work, recording, progress=False)
+    assert inferred == [], "a resumed run skips failed items"
+    # a retry that fails again stays a failure; once the file is mended, the retry's success supersedes it
+    evaluate(config, [(LIBRI, load_manifest(manifest))], work, recording, progress=False, retry_failed=True)
+    assert inferred == [3]
+    assert collect_predictions(dataset_dir(work, config, LIBRI), load_manifest(manifest))[3]["prediction"] is None
+    rows[3]["meta"]["heard"] = "good morning"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    inferred.clear()
+    records = evaluate(config, [(LIBRI, load_manifest(manifest))], work, recording, progress=False,
+                       retry_failed=True)
+    assert inferred == [3]
+    assert sum(r.n_failed for r in records) == 0 and all(r.coverage == 1.0 for r in records)
+    directory = dataset_dir(work, config, LIBRI)
+    lines = [row for _, row in iter_jsonl(directory / "predictions.rank0.jsonl")]
+    assert [row["index"] for row in lines].count(3) == 3, "every attempt stays on record"
+    assert collect_predictions(directory, load_manifest(manifest))[3]["prediction"] == "good morning"
+    inferred.clear()
+    evaluate(config, [(LIBRI, load_manifest(manifest))], work, recording, progress=False, retry_failed=True)
+    assert inferred == [], "nothing left to retry"
+    with pytest.raises(ValueError, match="--retry-failed and --reeval exclude each other"):
+        evaluate(config, [(LIBRI, load_manifest(manifest))], work, None, reeval=True, retry_failed=True)
+
+
 KILLABLE = textwrap.dedent("""
     import sys, time
     from samp.eval import get_dataset, load_manifest
@@ -222,6 +259,9 @@ def test_cli_reeval_and_errors(tmp_path, manifest, capsys):
     code = samp_main(["eval", "--model", "tiny", "--data", "LibriSpeech", "--data-root", str(manifest.parent.parent),
                       "--work-dir", str(work), "--reeval", "--limit", "2"])
     assert code == 2 and "no manifest for LibriSpeech" in capsys.readouterr().err
+    code = samp_main(["eval", "--model", "tiny", "--data", str(manifest), "--work-dir", str(work), "--reeval",
+                      "--retry-failed"])
+    assert code == 2 and "--retry-failed and --reeval exclude each other" in capsys.readouterr().err
 
 
 def test_mqa_dataset_through_the_runner(tmp_path):

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     mode = evaluate.add_mutually_exclusive_group()
     mode.add_argument("--skip-eval", action="store_true", help="only infer; score later with --reeval")
     mode.add_argument("--reeval", action="store_true", help="only score existing result lines (no model needed)")
+    evaluate.add_argument("--retry-failed", action="store_true",
+                          help="infer again the items whose result line is a failure (a resumed run skips them)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.set_defaults(func=run_eval)
 
@@ -110,7 +112,7 @@ def run_eval(args) -> int:
         device_name = torch.cuda.get_device_name() if device.startswith("cuda") else device
         records = evaluate(config, datasets, args.work_dir, infer, skip_eval=args.skip_eval, reeval=args.reeval,
                            rank=rank, world_size=world_size, barrier=barrier, device=device_name,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, retry_failed=args.retry_failed)
     except ValueError as error:
         print(f"samp eval: {error}", file=sys.stderr)
         return 2

@@ -13,7 +13,8 @@ Work-dir layout::
 ``<run>`` is ``<model name>/<method>-keep<keep_ratio>-thr<threshold>-<flavor>[-<lowrank plan>]``. A result line
 holds the manifest fields, ``prediction`` (``null`` when the item failed, with ``error``), the ``prompt`` the model
 saw, audio token counts and stage timings. Lines are appended atomically, so a killed run resumes where it
-stopped: items already in any rank file are skipped, a torn last line is dropped. Rank ``r`` of ``world_size``
+stopped: items already in any rank file are skipped (failed ones too, unless ``--retry-failed``), a torn last line
+is dropped. Rank ``r`` of ``world_size``
 processes (``torchrun``) takes the items whose manifest ``index % world_size == r``; rank 0 merges and scores.
 """
 from __future__ import annotations
@@ -92,11 +93,21 @@ def _rank_file(directory: Path, rank: int) -> Path:
     return directory / f"predictions.rank{rank}.jsonl"
 
 
-def _completed_indices(directory: Path) -> set[int]:
-    done = set()
+def _counted_lines(directory: Path) -> dict[int, dict]:
+    """The result line that counts for each index, over every rank file: the first successful one (a duplicate
+    from two runs racing is ignored), else the latest failure (a retry that failed again has the newer error)."""
+    by_index: dict[int, dict] = {}
     for path in sorted(directory.glob("predictions.rank*.jsonl")):
-        done.update(row["index"] for _, row in iter_jsonl(path))
-    return done
+        for _, row in iter_jsonl(path):
+            counted = by_index.get(row["index"])
+            if counted is None or counted["prediction"] is None:
+                by_index[row["index"]] = row
+    return by_index
+
+
+def _completed_indices(directory: Path, retry_failed: bool) -> set[int]:
+    return {index for index, row in _counted_lines(directory).items()
+            if not retry_failed or row["prediction"] is not None}
 
 
 def _result_line(item: ManifestItem, prediction: Prediction) -> dict:
@@ -123,13 +134,14 @@ def _infer_or_fail(infer: Infer, spec: DatasetSpec, batch: Sequence[ManifestItem
 
 def run_inference(
     items: Sequence[ManifestItem], spec: DatasetSpec, infer: Infer, directory: str | Path, *, batch_size: int = 1,
-    rank: int = 0, world_size: int = 1, progress: bool = True,
+    rank: int = 0, world_size: int = 1, progress: bool = True, retry_failed: bool = False,
 ) -> int:
     """Infer every item of this rank's shard that has no result line yet; returns how many were inferred.
 
     An item whose inference raises (alone: a failing batch is retried item by item) is recorded as failed
     (``prediction`` null, ``error`` set) so that one bad file does not stop a long run; it shows up as lost
-    coverage in the records, and a resumed run does not retry it.
+    coverage in the records. A resumed run does not retry it unless ``retry_failed`` (after fixing the file or
+    freeing memory): the retry appends a new line, which supersedes the failure if it succeeds.
     """
     from tqdm import tqdm
 
@@ -139,7 +151,7 @@ def run_inference(
     directory.mkdir(parents=True, exist_ok=True)
     own_file = _rank_file(directory, rank)
     drop_torn_tail(own_file)
-    done = _completed_indices(directory)
+    done = _completed_indices(directory, retry_failed)
     todo = [item for item in items if item.index % world_size == rank and item.index not in done]
     bar = tqdm(total=len(todo), desc=f"{spec.name} rank {rank}", unit="item", disable=not progress, file=sys.stderr)
     try:
@@ -156,10 +168,7 @@ def run_inference(
 def collect_predictions(directory: str | Path, items: Sequence[ManifestItem]) -> list[dict]:
     """Result lines of ``items`` from every rank file, in manifest order; every item must have one."""
     directory = Path(directory)
-    by_index: dict[int, dict] = {}
-    for path in sorted(directory.glob("predictions.rank*.jsonl")):
-        for _, row in iter_jsonl(path):
-            by_index.setdefault(row["index"], row)  # a duplicate (two runs racing) keeps the first line
+    by_index = _counted_lines(directory)
     missing = [item.index for item in items if item.index not in by_index]
     if missing:
         shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -276,19 +285,23 @@ def evaluate(
     config: RunConfig, datasets: Sequence[tuple[DatasetSpec, Sequence[ManifestItem]]], work_dir: str | Path,
     infer: Infer | None, *, skip_eval: bool = False, reeval: bool = False, rank: int = 0, world_size: int = 1,
     barrier: Callable[[], None] = lambda: None, device: str = "cpu", progress: bool = True,
+    retry_failed: bool = False,
 ) -> list[Record]:
-    """Infer (unless ``reeval``), then on rank 0 merge, score and append records (unless ``skip_eval``).
+    """Infer (unless ``reeval``; failed items again with ``retry_failed``), then on rank 0 merge, score and append
+    records (unless ``skip_eval``).
 
     Returns the records written (empty on other ranks and with ``skip_eval``).
     """
     if skip_eval and reeval:
         raise ValueError("--skip-eval and --reeval exclude each other: one only infers, the other only scores")
+    if retry_failed and reeval:
+        raise ValueError("--retry-failed and --reeval exclude each other: retrying infers, --reeval only scores")
     if not reeval:
         if infer is None:
             raise ValueError("inference is needed (no --reeval) but no model was given")
         for spec, items in datasets:
             run_inference(items, spec, infer, dataset_dir(work_dir, config, spec), batch_size=config.batch_size,
-                          rank=rank, world_size=world_size, progress=progress)
+                          rank=rank, world_size=world_size, progress=progress, retry_failed=retry_failed)
     barrier()
     if rank != 0 or skip_eval:
         return []
