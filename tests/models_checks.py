@@ -1,5 +1,9 @@
 """Checks shared by the per-family adapter tests."""
+import json
+from pathlib import Path
+
 import torch
+from safetensors.torch import save_file
 
 
 def stock_new_tokens(model, processor, prompt, wave, **generate_kwargs):
@@ -25,3 +29,22 @@ def audio_logit_shift(model, adapter, prompt, wave) -> float:
             for audio in (rows, torch.zeros_like(rows))
         ]
     return float((logits[0] - logits[1]).abs().max())
+
+
+def save_kimi_checkpoint(adapter, directory: Path) -> Path:
+    """Write a tiny Kimi-Audio adapter's model in the official checkpoint layout (the audio-output head included,
+    which samp ignores), as ``samp.models.load`` reads it."""
+    model = adapter.model
+    trunk_state = {k: v.contiguous() for k, v in model.trunk.state_dict().items()}
+    trunk_state["mimo_output.weight"] = torch.zeros(400, 64)
+    trunk_state.update({f"model.vq_adaptor.layers.{k}": v for k, v in model.adaptor.state_dict().items()})
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(trunk_state, directory / "model.safetensors")
+    config = model.trunk.config.to_dict() | {"kimia_adaptor_input_dim": 128, "kimia_token_offset": 310}
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "whisper").mkdir(exist_ok=True)
+    model.whisper.config.save_pretrained(directory / "whisper")
+    save_file({k: v.contiguous() for k, v in model.whisper.state_dict().items()},
+              directory / "whisper" / "model.safetensors")
+    adapter.tokenizer.save_pretrained(directory)
+    return directory

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
+from models_checks import save_kimi_checkpoint
 from samp.models import adapter_for, load
 from samp.models.kimi import KimiAudioAdapter, KimiAudioLite, kimi_token_count
 from samp.models.tiny import tiny_kimi_audio
@@ -132,17 +132,7 @@ def test_semantic_ids_are_required_and_counted(tiny):
 
 def test_load_reads_an_official_layout_checkpoint(tiny, tmp_path):
     """Save the tiny model in Kimi-Audio's checkpoint layout (mimo branch included) and load it back."""
-    model = tiny.model
-    trunk_state = {k: v.contiguous() for k, v in model.trunk.state_dict().items()}
-    trunk_state["mimo_output.weight"] = torch.zeros(400, 64)  # the audio head samp ignores
-    trunk_state.update({f"model.vq_adaptor.layers.{k}": v for k, v in model.adaptor.state_dict().items()})
-    save_file(trunk_state, tmp_path / "model.safetensors")
-    config = model.trunk.config.to_dict() | {"kimia_adaptor_input_dim": 128, "kimia_token_offset": 310}
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    (tmp_path / "whisper").mkdir()
-    model.whisper.config.save_pretrained(tmp_path / "whisper")
-    save_file({k: v.contiguous() for k, v in model.whisper.state_dict().items()}, tmp_path / "whisper" / "model.safetensors")
-    tiny.tokenizer.save_pretrained(tmp_path)
+    save_kimi_checkpoint(tiny, tmp_path)
     loaded, processor = load(tmp_path)
     assert isinstance(loaded, KimiAudioLite)
     name, w = next(iter(GOLDEN["waves"].items()))
@@ -167,3 +157,37 @@ def test_a_speech_tokenizer_supplies_the_semantic_ids(tiny):
     result = with_tokenizer.generate([wave(name)], PROMPT, **kwargs)
     assert calls == [wave(name).size]
     assert result.sequences[0].tolist() == GOLDEN["configs"]["base"]["waves"][name]["text_tokens"]
+
+
+def test_samp_eval_reads_the_semantic_ids_from_the_manifest(tiny, tmp_path, capsys):
+    import soundfile
+
+    from samp.cli import main as samp_main
+
+    checkpoint = save_kimi_checkpoint(tiny, tmp_path / "kimi")
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for index, (name, w) in enumerate(GOLDEN["waves"].items()):
+        soundfile.write(str(data / f"{name}.wav"), wave(name), 16000, subtype="FLOAT")
+        rows.append({"index": index, "audio_path": f"{name}.wav", "question": GOLDEN["question"], "answer": "a b c",
+                     "subset": "test", "meta": {"semantic_ids": w["semantic_ids"]}})
+    manifest = data / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["eval", "--model", str(checkpoint), "--data", str(manifest), "--work-dir", str(tmp_path / "work"),
+            "--method", "samp", "--keep-ratio", "0.5", "--max-new-tokens", "8", "--batch-size", "2", "--no-progress"]
+    assert samp_main(argv) == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in next((tmp_path / "work").rglob("predictions.jsonl")).read_text().splitlines()]
+    assert all(line["error"] is None for line in lines)
+    assert lines[0]["prompt"] == PROMPT, "the reference's order: the question's text turn, then the audio"
+    loaded = adapter_for(*load(checkpoint))
+    for line, (name, w) in zip(lines, GOLDEN["waves"].items()):
+        direct = loaded.generate([wave(name)], line["prompt"], semantic_ids=[w["semantic_ids"]], method="samp",
+                                 keep_ratio=0.5, max_new_tokens=8, do_sample=False)
+        assert line["prediction"] == direct.texts[0]
+        assert (line["tokens_in"], line["tokens_out"]) == direct.audio_tokens[0]
+
+    del rows[1]["meta"]["semantic_ids"]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert samp_main([*argv[:6], str(tmp_path / "work2"), *argv[7:]]) == 2
+    assert "1 of 2 items of data have no meta.semantic_ids (indices 1)" in capsys.readouterr().err

@@ -77,6 +77,7 @@ def run_eval(args) -> int:
     from samp.eval.runner import (
         RunConfig,
         adapter_inference,
+        check_items,
         distributed_context,
         evaluate,
         format_table,
@@ -107,8 +108,9 @@ def run_eval(args) -> int:
             model, processor = samp.models.load(args.model, device=device)
             if args.lowrank_encoder is not None:
                 install_lowrank_encoder(model, args.lowrank_encoder)
-            infer = adapter_inference(samp.models.adapter_for(model, processor), config,
-                                      max_new_tokens=args.max_new_tokens)
+            adapter = samp.models.adapter_for(model, processor)
+            check_items(adapter, datasets)
+            infer = adapter_inference(adapter, config, max_new_tokens=args.max_new_tokens)
         device_name = torch.cuda.get_device_name() if device.startswith("cuda") else device
         records = evaluate(config, datasets, args.work_dir, infer, skip_eval=args.skip_eval, reeval=args.reeval,
                            rank=rank, world_size=world_size, barrier=barrier, device=device_name,

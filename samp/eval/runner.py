@@ -335,12 +335,14 @@ def format_table(records: Sequence[Record]) -> str:
 def prompt_for(adapter, spec: DatasetSpec, item: ManifestItem) -> str:
     """The full prompt (one audio placeholder included) that ``adapter``'s family gets for ``item``.
 
-    Qwen2-Audio (base) gets the reference's plain prompt; a family whose processor has a chat template gets one
-    user turn (audio, then the instruction) rendered by it; otherwise the placeholder precedes the instruction.
+    Qwen2-Audio (base) and Kimi-Audio get the reference's layouts; a family whose processor has a chat template gets
+    one user turn (audio, then the instruction) rendered by it; otherwise the placeholder precedes the instruction.
     """
     text = task_prompt(spec, adapter.family, item.question)
     if adapter.family == "qwen2_audio":
         return f"<|audio_bos|>{adapter.placeholder}<|audio_eos|>{text}"
+    if adapter.family == "kimi_audio":  # the reference: the user's text turn, then the audio turn
+        return f"{text}{adapter.placeholder}"
     processor = adapter.processor
     if getattr(processor, "chat_template", None) and hasattr(processor, "apply_chat_template"):
         conversation = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
@@ -348,6 +350,39 @@ def prompt_for(adapter, spec: DatasetSpec, item: ManifestItem) -> str:
         if isinstance(rendered, str) and rendered.count(adapter.placeholder) == 1:
             return rendered
     return f"{adapter.placeholder}{text}"
+
+
+def needs_semantic_ids(adapter) -> bool:
+    """Kimi-Audio without a speech tokenizer in its processor takes each item's discrete speech tokens from the
+    manifest: ``meta.semantic_ids`` (LM-vocabulary ids at 12.5 Hz, made once with the user's tokenizer)."""
+    return adapter.family == "kimi_audio" and getattr(adapter.processor, "speech_tokenizer", None) is None
+
+
+def _has_semantic_ids(item: ManifestItem) -> bool:
+    ids = item.meta.get("semantic_ids")
+    return isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+
+
+def semantic_ids_of(item: ManifestItem) -> list[int]:
+    if not _has_semantic_ids(item):
+        raise ValueError(f"item {item.index} has no meta.semantic_ids (a list of integer speech-token ids), which "
+                         f"Kimi-Audio needs when its processor has no speech tokenizer")
+    return item.meta["semantic_ids"]
+
+
+def check_items(adapter, datasets: Sequence[tuple[DatasetSpec, Sequence[ManifestItem]]]) -> None:
+    """Refuse up front what would make every item fail: Kimi-Audio items without their speech tokens."""
+    if not needs_semantic_ids(adapter):
+        return
+    for spec, items in datasets:
+        lacking = [item.index for item in items if not _has_semantic_ids(item)]
+        if lacking:
+            shown = ", ".join(str(i) for i in lacking[:5]) + (" ..." if len(lacking) > 5 else "")
+            raise ValueError(
+                f"Kimi-Audio needs discrete speech tokens: {len(lacking)} of {len(items)} items of {spec.name} have "
+                f"no meta.semantic_ids (indices {shown}); add the ids your speech tokenizer gives (one per 80 ms) "
+                f"to the manifest, or load the model with a speech_tokenizer"
+            )
 
 
 def adapter_inference(adapter, config: RunConfig, *, max_new_tokens: int = 256) -> Infer:
@@ -371,10 +406,13 @@ def adapter_inference(adapter, config: RunConfig, *, max_new_tokens: int = 256) 
             audios = [read_audio(items[p].audio_paths[0], adapter.sampling_rate) for p in positions]
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
+            extra = {}
+            if needs_semantic_ids(adapter):
+                extra["semantic_ids"] = [semantic_ids_of(items[p]) for p in positions]
             result = adapter.generate(
                 audios, prompt, method=config.method, keep_ratio=config.keep_ratio, threshold=config.threshold,
                 flavor=config.flavor, sampling_rate=adapter.sampling_rate, seed=config.seed,
-                max_new_tokens=max_new_tokens, do_sample=False,
+                max_new_tokens=max_new_tokens, do_sample=False, **extra,
             )
             peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
             share = 1.0 / len(positions)
