@@ -74,6 +74,12 @@ class LatencyBudget:
 
     prefill_slack: float
 
+    def check_prefill(self, label: str, keep_ratio: float, prefill_s: float, base_prefill_s: float) -> None:
+        """AssertionError (a benchmark failure) when ``prefill_s`` exceeds its share of the uncompressed run's."""
+        ratio, limit = prefill_s / base_prefill_s, keep_ratio + self.prefill_slack
+        assert ratio <= limit, (f"{label}: prefill {1000 * prefill_s:.1f} ms is {ratio:.2f}x the uncompressed "
+                                f"{1000 * base_prefill_s:.1f} ms (budget {limit:.2f}x)")
+
 
 @dataclass(frozen=True)
 class BudgetTable:
