@@ -83,9 +83,7 @@ def compress(
     if not torch.equal(kept, counts):  # a method bug, never the caller's
         raise AssertionError(f"method {method!r} kept {kept.tolist()} tokens instead of {counts.tolist()}")
     weights = normalised_weights(plan.slots, plan.weights.float(), int(counts.max()))
-    out = plan.features
-    if out is None:
-        out = weighted_sum(work, plan.slots, weights, int(counts.max()))
+    out = weighted_sum(work, plan.slots, weights, int(counts.max()))
     return Compressed(features=out.to(features.dtype), lengths=counts, assignment=plan.slots, weights=weights)
 
 

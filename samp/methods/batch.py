@@ -45,13 +45,8 @@ class Batch:
 
 @dataclass(frozen=True)
 class Plan:
-    """Per input token: output slot (-1 pruned or padding) and raw non-negative weight inside that slot.
-
-    A method that has already merged its kept slots (Samp merges every group before pruning) hands them over in
-    ``features`` ``[B, T_max, C]`` instead of having them summed again; they must be the weighted means the plan
-    describes (the property tests check that for every method).
-    """
+    """Per input token: output slot (-1 pruned or padding) and raw non-negative weight inside that slot; the
+    output features are the weighted means the plan describes, summed once for every method by ``compress``."""
 
     slots: torch.Tensor  # [B, N] long
     weights: torch.Tensor  # [B, N] float, raw (normalised per slot later)
-    features: torch.Tensor | None = None

@@ -58,7 +58,6 @@ def samp(batch: Batch) -> Plan:
     """
     device = batch.features.device
     slots = torch.full(batch.valid.shape, -1, dtype=torch.long, device=device)
-    kept = batch.features.new_zeros(batch.features.shape[0], int(batch.counts.max()), batch.features.shape[2])
     groups_of, kernels, pruned = [], [], []
     for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
         features = batch.features[b, :length]
@@ -73,7 +72,7 @@ def samp(batch: Batch) -> Plan:
         groups_of.append((ids, groups))
         if groups > count:
             # Only the M×M kernel outlives this step: holding every utterance's merged [M, C] rows until the
-            # batch's DPP is done would cost more (fresh pages) than merging the kept groups again below.
+            # batch's DPP is done would cost more (fresh pages) than merging the kept groups once more at the end.
             merged, _ = weighted_slots(features[None], ids[None], batch.received[b : b + 1, :length], groups)
             members = torch.bincount(ids, minlength=groups).float()
             relevance = torch.zeros(groups, device=device).index_add_(0, ids, batch.self_attention[b, :length])
@@ -81,14 +80,10 @@ def samp(batch: Batch) -> Plan:
             pruned.append(b)
     picks = dict(zip(pruned, greedy_dpp_items(kernels, [int(batch.counts[b]) for b in pruned])))
     for b, (length, (ids, groups)) in enumerate(zip(batch.lengths.tolist(), groups_of)):
-        count = int(batch.counts[b])
         group_slot = torch.arange(groups, device=device)
         if b in picks:
             keep = torch.as_tensor(np.sort(picks[b]), dtype=torch.long, device=device)
             group_slot = torch.full((groups,), -1, dtype=torch.long, device=device)
-            group_slot[keep] = torch.arange(count, device=device)
+            group_slot[keep] = torch.arange(keep.shape[0], device=device)
         slots[b, :length] = group_slot[ids]
-        merged, _ = weighted_slots(batch.features[b : b + 1, :length], slots[b : b + 1, :length],
-                                   batch.received[b : b + 1, :length], count)
-        kept[b, :count] = merged[0]
-    return Plan(slots=slots, weights=batch.received, features=kept)
+    return Plan(slots=slots, weights=batch.received)
