@@ -14,8 +14,8 @@ Work-dir layout::
 holds the manifest fields, ``prediction`` (``null`` when the item failed, with ``error``), the ``prompt`` the model
 saw, audio token counts and stage timings. Lines are appended atomically, so a killed run resumes where it
 stopped: items already in any rank file are skipped (failed ones too, unless ``--retry-failed``), a torn last line
-is dropped. Rank ``r`` of ``world_size``
-processes (``torchrun``) takes the items whose manifest ``index % world_size == r``; rank 0 merges and scores.
+is dropped. Rank ``r`` of ``world_size`` processes (``torchrun``) takes the items whose manifest
+``index % world_size == r``; rank 0 merges and scores.
 """
 from __future__ import annotations
 
