@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from samp.methods.batch import Batch, Plan
-from samp.methods.primitives import NORM_EPS, dpp_kernel, greedy_dpp_items, weighted_slots
+from samp.methods.primitives import NORM_EPS, dpp_kernel, greedy_dpp_items, slots_from_groups, weighted_slots
 
 
 def similarity_groups(rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -80,10 +80,9 @@ def samp(batch: Batch) -> Plan:
             pruned.append(b)
     picks = dict(zip(pruned, greedy_dpp_items(kernels, [int(batch.counts[b]) for b in pruned])))
     for b, (length, (ids, groups)) in enumerate(zip(batch.lengths.tolist(), groups_of)):
-        group_slot = torch.arange(groups, device=device)
+        keep = torch.ones(groups, dtype=torch.bool, device=device)
         if b in picks:
-            keep = torch.as_tensor(np.sort(picks[b]), dtype=torch.long, device=device)
-            group_slot = torch.full((groups,), -1, dtype=torch.long, device=device)
-            group_slot[keep] = torch.arange(keep.shape[0], device=device)
-        slots[b, :length] = group_slot[ids]
+            keep.zero_()
+            keep[torch.as_tensor(picks[b], dtype=torch.long, device=device)] = True
+        slots[b, :length] = slots_from_groups(ids[None], keep[None])[0]
     return Plan(slots=slots, weights=batch.received)
