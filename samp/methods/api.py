@@ -8,6 +8,7 @@ import torch
 
 from samp.methods.batch import Batch
 from samp.methods.counts import check_flavor, check_keep_ratio, keep_count
+from samp.methods.dart import DEFAULT_PIVOTS
 from samp.methods.primitives import normalised_weights, valid_mask, weighted_sum
 from samp.methods.registry import get
 from samp.methods.result import Compressed
@@ -26,6 +27,7 @@ def compress(
     frames_per_token: int = 2,
     flavor: str = "samp",
     seed: int = 0,
+    pivots: int = DEFAULT_PIVOTS,
 ) -> Compressed:
     """Compress a padded batch of projected audio tokens.
 
@@ -33,18 +35,16 @@ def compress(
     lengths ``[B]`` valid tokens per utterance (1 … N); attention: the last encoder layer's softmax probabilities
     ``[B, H, P·N, P·N]`` (``P = frames_per_token``) or precomputed :class:`AttentionStats`; keys: that layer's key
     states ``[B, H, P·N, d]`` (VisionZip). ``threshold`` is the cosine threshold of the merging methods, ``seed``
-    seeds ``random``. ``flavor="samp"`` is the clean algorithm; ``qwen2_audio | glm_asr | kimi_audio`` reproduce
-    the SA-MAP reference for that model, quirks included (those need the full attention map).
+    seeds ``random``, ``pivots`` is DART's number of pivot tokens. ``flavor="samp"`` is the clean algorithm;
+    ``qwen2_audio | glm_asr | kimi_audio`` reproduce the SA-MAP reference for that model, quirks included (those
+    need the full attention map).
     """
-    spec = get(method)
-    keep_ratio = check_keep_ratio(keep_ratio)
-    check_flavor(flavor)
-    if method == "base" and keep_ratio != 1.0:
-        raise ValueError(f"method 'base' keeps every token; pass keep_ratio=1.0 (got {keep_ratio})")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number (a cosine similarity); got {threshold!r}")
+    spec = check_options(method, keep_ratio, threshold, flavor)
+    keep_ratio = float(keep_ratio)
     if isinstance(frames_per_token, bool) or not isinstance(frames_per_token, int) or frames_per_token < 1:
         raise ValueError(f"frames_per_token must be a positive int; got {frames_per_token!r}")
+    if isinstance(pivots, bool) or not isinstance(pivots, int) or pivots < 1:
+        raise ValueError(f"pivots must be a positive int (DART's pivot tokens per utterance); got {pivots!r}")
     features, lengths = _check_features(features, lengths)
     batch_size, n, _ = features.shape
     valid = valid_mask(lengths, n)
@@ -77,7 +77,7 @@ def compress(
     counts = torch.tensor([keep_count(int(length), keep_ratio) for length in lengths.tolist()],
                           dtype=torch.long, device=features.device)
     batch = Batch(features=work, lengths=lengths, counts=counts, threshold=float(threshold), seed=int(seed),
-                  stats=stats)
+                  stats=stats, pivots=pivots)
     plan = spec.plan(batch)
     kept = (plan.slots.amax(dim=1) + 1).clamp_min(0)
     if not torch.equal(kept, counts):  # a method bug, never the caller's
@@ -85,6 +85,46 @@ def compress(
     weights = normalised_weights(plan.slots, plan.weights.float(), int(counts.max()))
     out = weighted_sum(work, plan.slots, weights, int(counts.max()))
     return Compressed(features=out.to(features.dtype), lengths=counts, assignment=plan.slots, weights=weights)
+
+
+def check_options(method: str, keep_ratio: float, threshold: float, flavor: str = "samp"):
+    """The :class:`~samp.methods.registry.MethodSpec` of ``method`` once the setting is known to be valid; raises a
+    ValueError naming what is wrong. Needs no tensor, so a caller checks a setting before loading a model."""
+    spec = get(method)
+    keep_ratio = check_keep_ratio(keep_ratio)
+    check_flavor(flavor)
+    if method == "base" and keep_ratio != 1.0:
+        raise ValueError(f"method 'base' keeps every token; pass keep_ratio=1.0 (got {keep_ratio})")
+    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+            or not -1.0 <= threshold <= 1.0):
+        raise ValueError(f"threshold must be a finite number in [-1, 1] (a cosine similarity); got {threshold!r}")
+    if flavor != "samp":
+        from samp.methods.reference import METHODS as REFERENCE_METHODS
+
+        if method not in REFERENCE_METHODS:
+            raise ValueError(f"method {method!r} has no {flavor!r} reference flavour (the SA-MAP reference has "
+                             f"{', '.join(sorted(REFERENCE_METHODS))}); use flavor='samp'")
+    return spec
+
+
+def check_options(method: str, keep_ratio: float, threshold: float, flavor: str = "samp"):
+    """The :class:`~samp.methods.registry.MethodSpec` of ``method`` once the setting is known to be valid; raises a
+    ValueError naming what is wrong. Needs no tensor, so a caller checks a setting before loading a model."""
+    spec = get(method)
+    keep_ratio = check_keep_ratio(keep_ratio)
+    check_flavor(flavor)
+    if method == "base" and keep_ratio != 1.0:
+        raise ValueError(f"method 'base' keeps every token; pass keep_ratio=1.0 (got {keep_ratio})")
+    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
+            or not -1.0 <= threshold <= 1.0):
+        raise ValueError(f"threshold must be a finite number in [-1, 1] (a cosine similarity); got {threshold!r}")
+    if flavor != "samp":
+        from samp.methods.reference import METHODS as REFERENCE_METHODS
+
+        if method not in REFERENCE_METHODS:
+            raise ValueError(f"method {method!r} has no {flavor!r} reference flavour (the SA-MAP reference has "
+                             f"{', '.join(sorted(REFERENCE_METHODS))}); use flavor='samp'")
+    return spec
 
 
 def _check_features(features, lengths) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,7 @@ class Batch:
     threshold: float
     seed: int
     stats: AttentionStats | None
+    pivots: int  # DART's pivot tokens per utterance
 
     @cached_property
     def valid(self) -> torch.Tensor:

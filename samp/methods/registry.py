@@ -6,6 +6,8 @@ from typing import Callable
 
 from samp.methods import baselines
 from samp.methods.batch import Batch, Plan
+from samp.methods.dart import dart, dart_attention
+from samp.methods.divprune import divprune
 from samp.methods.samp_method import samp
 
 
@@ -41,6 +43,11 @@ _METHODS = (
                baselines.atome_merge_attention),
     MethodSpec("atome-merge-attention-dpp", "disjoint-pair merges above the threshold, then DPP pruning", True,
                False, baselines.atome_merge_attention_dpp),
+    MethodSpec("divprune", "greedy max-min cosine diversity (the most isolated token first)", False, False,
+               divprune),
+    MethodSpec("dart", "pivots by L1 norm, each keeps the tokens least similar to it", False, False, dart),
+    MethodSpec("dart-attention", "pivots by received attention, each keeps the tokens least similar to it", True,
+               False, dart_attention),
 )
 _BY_NAME = {spec.name: spec for spec in _METHODS}
 

@@ -1,0 +1,67 @@
+"""DivPrune (Alvar et al., CVPR 2025): keep the most diverse tokens by greedy max–min cosine distance.
+
+The clean rule (spec/new-methods.md §1.2), per utterance: the first pick is the most isolated token (largest distance
+to its nearest other token); every further pick is the not-yet-kept token farthest from everything kept so far.
+It is Samp's DPP pruning without the relevance term.
+
+Distance ``d = 1 − cos`` is a decreasing function of the cosine, so the rule is run on cosines directly ("farthest"
+= smallest largest cosine): that avoids rounding ``1 − cos`` near 1, where distinct cosines could become equal
+distances. Unlike the original: kept tokens are never picked again (it repeats tokens on duplicates and zero rows),
+zero rows have cosine 0 with everything (no NaN), the count is ``keep_count`` and ties go to the lowest index.
+"""
+from __future__ import annotations
+
+import torch
+
+from samp.methods.baselines import _keep_mask_plan
+from samp.methods.batch import Batch, Plan
+
+# Up to this many tokens the n×n cosine matrix is built once (64 MiB in float32 at 4096); above it, rows are
+# computed as needed so that memory stays O(n·C) — five minutes of Qwen2-Audio audio is 7,500 tokens (225 MB).
+FULL_MATRIX_UP_TO = 4096
+# Rows per block when the nearest-neighbour cosines are computed without the full matrix.
+ROW_CHUNK = 512
+
+
+def divprune(batch: Batch) -> Plan:
+    keep = torch.zeros_like(batch.valid)
+    for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
+        keep[b, divprune_order(batch.unit[b, :length], count)] = True
+    return _keep_mask_plan(batch, keep)
+
+
+def divprune_order(unit: torch.Tensor, count: int, full_matrix_up_to: int = FULL_MATRIX_UP_TO) -> torch.Tensor:
+    """Indices of ``count`` distinct rows of ``unit`` ``[n, C]`` (unit or zero rows) in the order DivPrune picks
+    them. ``full_matrix_up_to``: the largest ``n`` for which the n×n cosine matrix is materialised."""
+    n = unit.shape[0]
+    if count >= n:
+        return torch.arange(n, device=unit.device)
+    if n <= full_matrix_up_to:
+        cosine = unit @ unit.T
+        cosine.fill_diagonal_(float("-inf"))  # a token is not its own nearest neighbour
+        nearest = cosine.amax(dim=1)
+
+        def row(i: int) -> torch.Tensor:
+            return cosine[i]
+    else:
+        nearest = torch.empty(n, dtype=unit.dtype, device=unit.device)
+        for start in range(0, n, ROW_CHUNK):
+            block = unit[start : start + ROW_CHUNK] @ unit.T
+            block.diagonal(offset=start).fill_(float("-inf"))
+            nearest[start : start + block.shape[0]] = block.amax(dim=1)
+
+        def row(i: int) -> torch.Tensor:
+            return unit @ unit[i]
+
+    # The most isolated token first: the smallest cosine to its nearest other token. argmin returns the first
+    # minimum, so ties go to the lowest index.
+    pick = int(nearest.argmin())
+    picks = [pick]
+    closest = row(pick).clone()  # each token's largest cosine to the kept set; +inf once kept
+    closest[pick] = float("inf")
+    for _ in range(count - 1):
+        pick = int(closest.argmin())
+        picks.append(pick)
+        torch.maximum(closest, row(pick), out=closest)
+        closest[pick] = float("inf")  # a maximum never lowers an entry, so earlier picks stay at +inf
+    return torch.tensor(picks, dtype=torch.long, device=unit.device)
