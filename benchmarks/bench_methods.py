@@ -10,13 +10,22 @@ import pytest
 import torch
 
 import samp
+from samp.bench.flops import dart_flops, divprune_flops, similarity_flops
 from samp.bench.timers import fastest_seconds, ratio_to_baseline, synced
+from samp.methods.dart import DEFAULT_PIVOTS
 from samp.methods.primitives import unit_rows
 
 N, C, HEADS, P, KEY_DIM = 750, 4096, 20, 2, 64
 KEEP_RATIO, THRESHOLD = 0.6, 0.85
 # Samp with precomputed attention statistics must cost at most one similarity matmul (the reference: ~5×).
 SAMP_BUDGET = 1.0
+# Selection FLOPs by the spec's cost formulas (spec/new-methods.md), where it states one: recorded beside the time.
+KEPT = samp.keep_count(N, KEEP_RATIO)
+SELECTION_FLOPS = {
+    "divprune": divprune_flops(N, C, KEPT),
+    "dart": dart_flops(N, C, DEFAULT_PIVOTS),
+    "dart-attention": dart_flops(N, C, DEFAULT_PIVOTS),
+}
 
 
 def typical_tokens(batch: int, seed: int = 0) -> torch.Tensor:
@@ -63,6 +72,8 @@ def test_method_at_qwen2_audio_size(benchmark, qwen_sized, method):
         features,
         budget=SAMP_BUDGET if method == "samp" else None,
     )
+    if method in SELECTION_FLOPS:
+        benchmark.extra_info.update(selection_flops=SELECTION_FLOPS[method], matmul_flops=similarity_flops(N, C))
     if method == "samp":
         assert ratio <= SAMP_BUDGET, f"samp took {ratio:.2f}× the similarity matmul (budget {SAMP_BUDGET}×)"
 
@@ -124,7 +135,7 @@ def test_batched_costs_less_per_utterance_than_a_loop(benchmark):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("method", ["samp", "fastadasp", "cdpruner-attention"])
+@pytest.mark.parametrize("method", ["samp", "fastadasp", "cdpruner-attention", "divprune", "dart"])
 def test_method_at_qwen2_audio_size_on_cuda(benchmark, qwen_sized, method):
     features, lengths, _, _, stats = qwen_sized
     device = torch.device("cuda")
@@ -140,4 +151,30 @@ def test_method_at_qwen2_audio_size_on_cuda(benchmark, qwen_sized, method):
         return
     benchmark.extra_info.update(matmul_seconds=fastest_seconds({"matmul": matmul}, rounds=10)["matmul"],
                                 ratio_to_matmul=ratio_to_baseline(compress, matmul, rounds=10),
+                                device=torch.cuda.get_device_name())
+
+
+@pytest.mark.gpu
+def test_divprune_on_five_minutes_of_audio_on_cuda(benchmark):
+    """7,500 tokens (5 min at Qwen2-Audio's rate): DivPrune computes cosine rows as needed instead of the 225 MB
+    n×n matrix; its time is compared with that matrix's product, and its peak memory is recorded beside the matrix's
+    size (the unit-row copies of the input, 123 MB each, are of the same order; tests/test_methods_new.py checks
+    that no n×n allocation happens)."""
+    n, device = 7500, torch.device("cuda")
+    features = torch.randn(1, n, C, generator=torch.Generator().manual_seed(5)).to(device)
+    lengths = torch.tensor([n], device=device)
+    unit = unit_rows(features)
+    compress = synced(lambda: samp.compress(features, lengths, method="divprune", keep_ratio=KEEP_RATIO), device)
+    matmul = synced(lambda: unit @ unit.transpose(1, 2), device)
+    benchmark.group = "divprune on CUDA, 7,500 tokens"
+    benchmark.pedantic(compress, rounds=2, iterations=1, warmup_rounds=1)
+    if benchmark.disabled:
+        return
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    compress()
+    extra = torch.cuda.max_memory_allocated(device) - before
+    benchmark.extra_info.update(ratio_to_matmul=ratio_to_baseline(compress, matmul, rounds=2),
+                                peak_extra_bytes=extra, matrix_bytes=4 * n * n,
+                                selection_flops=divprune_flops(n, C, samp.keep_count(n, KEEP_RATIO)),
                                 device=torch.cuda.get_device_name())
