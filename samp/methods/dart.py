@@ -19,12 +19,13 @@ import torch
 
 from samp.methods.baselines import _keep_mask_plan
 from samp.methods.batch import Batch, Plan
+from samp.methods.primitives import inverse_norms
 
 DEFAULT_PIVOTS = 4
 
 
 def dart(batch: Batch) -> Plan:
-    return _dart(batch, batch.features.abs().sum(dim=-1))
+    return _dart(batch, torch.linalg.vector_norm(batch.features, ord=1, dim=-1))
 
 
 def dart_attention(batch: Batch) -> Plan:
@@ -34,22 +35,23 @@ def dart_attention(batch: Batch) -> Plan:
 def _dart(batch: Batch, scores: torch.Tensor) -> Plan:
     keep = torch.zeros_like(batch.valid)
     for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
-        keep[b, dart_keep(batch.unit[b, :length], scores[b, :length], count, batch.pivots)] = True
+        keep[b, dart_keep(batch.features[b, :length], scores[b, :length], count, batch.pivots)] = True
     return _keep_mask_plan(batch, keep)
 
 
-def dart_keep(unit: torch.Tensor, scores: torch.Tensor, count: int, pivots: int = DEFAULT_PIVOTS) -> torch.Tensor:
-    """Sorted indices of the ``count`` tokens DART keeps from ``unit`` ``[n, C]`` (unit or zero rows) with pivot
-    scores ``[n]``."""
-    n = unit.shape[0]
+def dart_keep(rows: torch.Tensor, scores: torch.Tensor, count: int, pivots: int = DEFAULT_PIVOTS) -> torch.Tensor:
+    """Sorted indices of the ``count`` tokens DART keeps from ``rows`` ``[n, C]`` with pivot scores ``[n]``."""
+    n = rows.shape[0]
     if count >= n:
-        return torch.arange(n, device=unit.device)
+        return torch.arange(n, device=rows.device)
+    rows = rows.float()
     pivots = min(pivots, count)
     pivot_ids = torch.sort(scores.float(), descending=True, stable=True).indices[:pivots]
-    kept = torch.zeros(n, dtype=torch.bool, device=unit.device)
+    kept = torch.zeros(n, dtype=torch.bool, device=rows.device)
     kept[pivot_ids] = True
     remaining = count - pivots
-    cosine = unit[pivot_ids] @ unit.T  # [P, n]
+    scale = inverse_norms(rows)
+    cosine = (rows[pivot_ids] @ rows.T).mul_(scale[pivot_ids, None]).mul_(scale[None, :])  # [P, n]
     for rank in range(pivots):
         quota = remaining // pivots + (1 if rank < remaining % pivots else 0)
         if quota == 0:

@@ -15,6 +15,7 @@ import torch
 
 from samp.methods.baselines import _keep_mask_plan
 from samp.methods.batch import Batch, Plan
+from samp.methods.primitives import gram, inverse_norms
 
 # Up to this many tokens the n×n cosine matrix is built once (64 MiB in float32 at 4096); above it, rows are
 # computed as needed so that memory stays O(n·C) — five minutes of Qwen2-Audio audio is 7,500 tokens (225 MB).
@@ -26,32 +27,36 @@ ROW_CHUNK = 512
 def divprune(batch: Batch) -> Plan:
     keep = torch.zeros_like(batch.valid)
     for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
-        keep[b, divprune_order(batch.unit[b, :length], count)] = True
+        keep[b, divprune_order(batch.features[b, :length], count)] = True
     return _keep_mask_plan(batch, keep)
 
 
-def divprune_order(unit: torch.Tensor, count: int, full_matrix_up_to: int = FULL_MATRIX_UP_TO) -> torch.Tensor:
-    """Indices of ``count`` distinct rows of ``unit`` ``[n, C]`` (unit or zero rows) in the order DivPrune picks
-    them. ``full_matrix_up_to``: the largest ``n`` for which the n×n cosine matrix is materialised."""
-    n = unit.shape[0]
+def divprune_order(rows: torch.Tensor, count: int, full_matrix_up_to: int = FULL_MATRIX_UP_TO) -> torch.Tensor:
+    """Indices of ``count`` distinct tokens of ``rows`` ``[n, C]`` in the order DivPrune picks them.
+    ``full_matrix_up_to``: the largest ``n`` for which the n×n cosine matrix is materialised."""
+    n = rows.shape[0]
     if count >= n:
-        return torch.arange(n, device=unit.device)
+        return torch.arange(n, device=rows.device)
+    rows = rows.float()
+    # Products of the raw rows, scaled afterwards: cheaper than a normalised copy of the input.
+    scale = inverse_norms(rows)
     if n <= full_matrix_up_to:
-        cosine = unit @ unit.T
+        cosine = gram(rows).mul_(scale[:, None]).mul_(scale[None, :])
         cosine.fill_diagonal_(float("-inf"))  # a token is not its own nearest neighbour
         nearest = cosine.amax(dim=1)
 
         def row(i: int) -> torch.Tensor:
             return cosine[i]
     else:
-        nearest = torch.empty(n, dtype=unit.dtype, device=unit.device)
+        nearest = torch.empty(n, device=rows.device)
         for start in range(0, n, ROW_CHUNK):
-            block = unit[start : start + ROW_CHUNK] @ unit.T
+            block = (rows[start : start + ROW_CHUNK] @ rows.T).mul_(scale[None, :])
+            block.mul_(scale[start : start + ROW_CHUNK, None])
             block.diagonal(offset=start).fill_(float("-inf"))
             nearest[start : start + block.shape[0]] = block.amax(dim=1)
 
         def row(i: int) -> torch.Tensor:
-            return unit @ unit[i]
+            return (rows @ rows[i]).mul_(scale).mul_(scale[i])
 
     # The most isolated token first: the smallest cosine to its nearest other token. argmin returns the first
     # minimum, so ties go to the lowest index.
@@ -64,4 +69,4 @@ def divprune_order(unit: torch.Tensor, count: int, full_matrix_up_to: int = FULL
         picks.append(pick)
         torch.maximum(closest, row(pick), out=closest)
         closest[pick] = float("inf")  # a maximum never lowers an entry, so earlier picks stay at +inf
-    return torch.tensor(picks, dtype=torch.long, device=unit.device)
+    return torch.tensor(picks, dtype=torch.long, device=rows.device)

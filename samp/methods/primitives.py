@@ -24,6 +24,13 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / norms.clamp_min(NORM_EPS)
 
 
+def inverse_norms(rows: torch.Tensor) -> torch.Tensor:
+    """``1 / ‖row‖₂`` per row, 0 for a zero row: scaling a product of raw rows by these gives their cosines (0 with
+    a zero row) without a normalised copy of the rows."""
+    norms = rows.norm(dim=-1)
+    return (norms > NORM_EPS).to(norms.dtype) / norms.clamp_min(NORM_EPS)
+
+
 def adjacent_cosine(unit: torch.Tensor) -> torch.Tensor:
     """``[B, N, C]`` unit rows → ``[B, N-1]`` cosine between each token and the next."""
     return (unit[:, :-1] * unit[:, 1:]).sum(-1)
@@ -147,9 +154,8 @@ def dpp_kernel(rows: torch.Tensor, relevance: torch.Tensor | None = None) -> tup
     float32 numpy with its diagonal, which is set exactly (ρ², or 0 for a zero row) so that round-off never
     decides a pick. The rows need not be unit: scaling the M×M product costs less than a normalised copy."""
     rows = rows.float()
-    norms = rows.norm(dim=-1)
-    nonzero = (norms > NORM_EPS).float()
-    scale = nonzero / norms.clamp_min(NORM_EPS)
+    scale = inverse_norms(rows)
+    nonzero = (scale > 0).float()
     if relevance is not None:
         scale = scale * relevance.float()
     kernel = gram(rows).mul_(scale[:, None]).mul_(scale[None, :])
