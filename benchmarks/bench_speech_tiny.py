@@ -26,35 +26,34 @@ except ModuleNotFoundError:  # Python 3.10
 
 import samp
 import samp.models
-from samp.eval.datasets import custom_dataset
+from samp.bench.budgets import load_budgets
+from samp.eval.identity import manifest_dataset, model_identity
 from samp.eval.manifest import load_manifest
-from samp.eval.runner import RunConfig, adapter_inference, evaluate
+from samp.eval.runner import RunConfig, adapter_inference, collect_predictions, dataset_dir, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "fixtures" / "speech_tiny" / "model"
 MANIFEST = ROOT / "fixtures" / "speech_tiny" / "test" / "manifest.jsonl"
 BUDGET_FILE = Path(__file__).with_name("bench_speech_tiny_budgets.toml")
+# The names and fingerprints `samp eval` gives the same model and test set, so the records match scripts/run.sh's.
+MODEL = model_identity(MODEL_DIR)
+DATASET = manifest_dataset(MANIFEST)
 KEEP_RATIOS = (0.8, 0.6, 0.4)
 # Answers are at most 6 words (one token each) plus the end token.
 MAX_NEW_TOKENS = 8
 
 
 def load_wer_bounds(path: Path = BUDGET_FILE) -> tuple[int, dict[tuple[str, float], float]]:
-    """(items, {(method, keep_ratio): max_wer}) from the budget TOML; malformed rows are a ValueError."""
-    document = tomllib.loads(path.read_text())
-    items = document.get("items")
+    """(items, {(method, keep_ratio): max_wer}) from the budget TOML, read by samp.bench's one budget loader (the
+    bound is the top of each row's band); a malformed file is a ValueError."""
+    items = tomllib.loads(path.read_text()).get("items")
     if not isinstance(items, int) or items < 1:
         raise ValueError(f"{path}: 'items' must be a positive integer (utterances evaluated), got {items!r}")
     bounds = {}
-    for number, row in enumerate(document.get("budget", []), start=1):
-        if set(row) != {"method", "keep_ratio", "measured_wer", "max_wer"}:
-            raise ValueError(f"{path} budget {number}: expected method, keep_ratio, measured_wer, max_wer; got {row}")
-        if not 0 <= row["measured_wer"] <= row["max_wer"]:
-            raise ValueError(f"{path} budget {number}: need 0 <= measured_wer <= max_wer, got {row}")
-        key = (row["method"], float(row["keep_ratio"]))
-        if key in bounds:
-            raise ValueError(f"{path} budget {number}: duplicate {key}")
-        bounds[key] = float(row["max_wer"])
+    for budget in load_budgets(path):
+        if (budget.key.model, budget.key.dataset, budget.key.subset) != (MODEL.name, DATASET.name, "speech_tiny"):
+            raise ValueError(f"{path}: {budget.key.label()} is not about {MODEL.name} on {DATASET.name}/speech_tiny")
+        bounds[(budget.key.method, budget.key.keep_ratio)] = budget.band[1]
     return items, bounds
 
 
@@ -88,7 +87,7 @@ def speech_tiny():
     model, processor = samp.models.load(MODEL_DIR, device="cpu")
     adapter = samp.models.adapter_for(model, processor)
     adapter.encode = EncodeOnce(adapter)
-    spec = custom_dataset("speech_tiny", "asr", "en")
+    spec = DATASET
     items = load_manifest(MANIFEST)[:items_count]
     return adapter, spec, items, bounds
 
@@ -102,13 +101,19 @@ def test_budgets_cover_every_case():
 def test_speech_tiny_wer(method, keep_ratio, speech_tiny, benchmark, samp_recorder, tmp_path):
     adapter, spec, items, bounds = speech_tiny
     benchmark.group = "speech_tiny WER"
-    config = RunConfig(model="speech_tiny", method=method, keep_ratio=keep_ratio, batch_size=len(items), seed=0)
+    config = RunConfig(model=MODEL.name, model_fingerprint=MODEL.fingerprint, method=method, keep_ratio=keep_ratio,
+                       batch_size=len(items), seed=0)
     infer = adapter_inference(adapter, config, max_new_tokens=MAX_NEW_TOKENS)
     records = benchmark.pedantic(evaluate, args=(config, [(spec, items)], tmp_path, infer),
                                  kwargs={"device": "cpu", "progress": False}, rounds=1, iterations=1)
     (record,) = records
     samp_recorder.add(record, benchmark)
     assert record.coverage == 1.0, f"{record.n_failed} items failed"
+    # a method that silently stopped compressing would still pass the WER bound: every utterance keeps exactly
+    # keep_count of its audio tokens
+    rows = collect_predictions(dataset_dir(tmp_path, config, spec), items)
+    assert [row["tokens_out"] for row in rows] == [samp.keep_count(row["tokens_in"], keep_ratio) for row in rows]
+    assert record.tokens_out == sum(row["tokens_out"] for row in rows)
     bound = bounds[(method, keep_ratio)]
     assert record.value <= bound, (
         f"speech_tiny {method} keep {keep_ratio}: WER {100 * record.value:.2f}% "

@@ -8,6 +8,7 @@ import sys
 
 # Modules that add sub-commands, in the order `samp --help` lists them.
 COMMAND_MODULES = (
+    "samp.methods.cli",   # samp methods
     "samp.eval.cli",      # samp eval, samp data prepare
     "samp.lowrank.cli",   # samp lowrank calibrate|plan|apply
     "samp.bench.cli",     # samp bench, samp dashboard
@@ -15,7 +16,10 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import samp
+
     parser = argparse.ArgumentParser(prog="samp", description="Compress speech LLMs and measure what it costs.")
+    parser.add_argument("--version", action="version", version=f"samp {samp.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -143,5 +143,4 @@ def test_bad_inputs_are_named(tmp_path):
         assignment_row([[0, 1, -1]], length=9)
     history = tmp_path / "h.jsonl"
     history.write_text("{broken\n")
-    with pytest.raises(ValueError, match="line 1"):
-        samp.cli.main(["dashboard", str(history), "--out", str(tmp_path / "site")])
+    assert samp.cli.main(["dashboard", str(history), "--out", str(tmp_path / "site")]) == 2

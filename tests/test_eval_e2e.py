@@ -59,10 +59,14 @@ def test_samp_eval_end_to_end(checkpoint, tmp_path, capsys):
         assert result.texts == [r["prediction"] for r in batch]
         assert [list(t) for t in result.audio_tokens] == [[r["tokens_in"], r["tokens_out"]] for r in batch]
 
-    # a second run resumes (nothing left to infer) and scores the same lines again
+    # a second run finds nothing to infer and the results recorded: it appends nothing; --reeval scores again
     lines_before = (run_dir / "predictions.rank0.jsonl").read_text()
+    capsys.readouterr()
     assert samp_main(_argv(checkpoint, work)) == 0
+    assert "already complete" in capsys.readouterr().err
     assert (run_dir / "predictions.rank0.jsonl").read_text() == lines_before
+    assert len(read_records(work / "records.jsonl")) == 1
+    assert samp_main(_argv(checkpoint, work, "--reeval")) == 0
     first, second = read_records(work / "records.jsonl")
     assert second.wer == first.wer and second.tokens_out == first.tokens_out
 

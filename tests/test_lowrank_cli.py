@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -68,14 +69,16 @@ def test_an_edited_plan_is_applied_as_edited(checkpoint, tmp_path):
     assert encoder.get_submodule(data["layers"][4]["name"]).rank == 16
 
 
-def test_command_line_errors(checkpoint, tmp_path):
-    with pytest.raises(ValueError, match="manifest .* does not exist"):
-        main(["lowrank", "calibrate", "--model", str(checkpoint / "model"), "--manifest", str(tmp_path / "none.jsonl"),
-              "--out", str(tmp_path / "s.safetensors")])
-    with pytest.raises(ValueError, match="no config.json"):
-        main(["lowrank", "calibrate", "--model", str(tmp_path), "--manifest", str(checkpoint / "calib.jsonl"),
-              "--out", str(tmp_path / "s.safetensors")])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        main(["lowrank", "plan", "--stats", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "p.json")])
+def test_command_line_errors(checkpoint, tmp_path, capsys):
+    # bad input: exit 2 and one line naming it (tests/test_cli_validation.py has the rest)
+    assert main(["lowrank", "calibrate", "--model", str(checkpoint / "model"), "--manifest",
+                 str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "s.safetensors")]) == 2
+    assert re.search("manifest .* does not exist", capsys.readouterr().err)
+    assert main(["lowrank", "calibrate", "--model", str(tmp_path), "--manifest", str(checkpoint / "calib.jsonl"),
+                 "--out", str(tmp_path / "s.safetensors")]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    assert main(["lowrank", "plan", "--stats", str(tmp_path / "none.safetensors"), "--out",
+                 str(tmp_path / "p.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["lowrank", "plan"])

@@ -7,13 +7,16 @@ identity
     ``schema`` int; ``time`` ISO-8601 UTC (``2026-11-25T17:02:11Z``); ``git_sha`` str or null (not a checkout);
     ``samp_version``, ``torch_version``, ``transformers_version`` str; ``device`` str (``"cpu"`` or the GPU name).
 configuration
-    ``model`` str (the name or path given); ``method`` str; ``keep_ratio`` float (fraction of audio tokens kept);
-    ``threshold`` float; ``flavor`` str (compression flavour: ``samp`` or a reference's); ``lowrank_plan`` str
-    (the low-rank encoder directory ``samp lowrank apply`` wrote, as given to ``--lowrank-encoder``) or null;
+    ``model`` str (the model's name, see samp.eval.identity); ``model_fingerprint`` str or null (its content
+    fingerprint; null in older records and from callers that give none); ``method`` str; ``keep_ratio`` float
+    (fraction of audio tokens kept); ``threshold`` float; ``flavor`` str (compression flavour: ``samp`` or a
+    reference's); ``lowrank_plan`` str (the low-rank encoder directory ``samp lowrank apply`` wrote, as given to
+    ``--lowrank-encoder``) or null;
     ``scorer`` str (``"samp"`` or ``"evalkit"``: the normalisation/scoring flavour, see samp.eval);
     ``scorer_version`` str.
 accuracy
-    ``dataset``, ``subset`` str; ``metric`` ``"wer"`` or ``"accuracy"``; ``wer`` (fraction, ASR) or ``accuracy``
+    ``dataset``, ``subset`` str; ``dataset_fingerprint`` str or null (of the evaluated manifest items);
+    ``metric`` ``"wer"`` or ``"accuracy"``; ``wer`` (fraction, ASR) or ``accuracy``
     (fraction, MQA), the other null; ASR: ``errors``, ``ref_tokens``, ``substitutions``, ``deletions``,
     ``insertions``; MQA: ``correct``, ``total``; both: ``n_items`` (items in the subset), ``n_failed`` (items
     without a prediction), ``coverage`` (= 1 − n_failed / n_items), ``ci_low``, ``ci_high`` (95 % percentile
@@ -82,6 +85,9 @@ class Record:
     prefill_s: float | None
     decode_s: float | None
     peak_memory_bytes: int | None
+    # content fingerprints (samp.eval.identity); absent from older records, so optional
+    model_fingerprint: str | None = None
+    dataset_fingerprint: str | None = None
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self):
@@ -100,7 +106,8 @@ class Record:
     @classmethod
     def from_dict(cls, row: dict) -> "Record":
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(row) - {"schema"})
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+        missing = sorted(names - set(row) - optional)
         if missing:
             raise ValueError(f"record lacks field(s) {', '.join(missing)}")
         if row.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:

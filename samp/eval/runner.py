@@ -26,12 +26,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from samp.eval.datasets import DatasetSpec, task_prompt
+from samp.eval.identity import dataset_fingerprint
 from samp.eval.jsonl import append_jsonl, drop_torn_tail, iter_jsonl
+from samp.eval.lock import RunLock
 from samp.eval.manifest import ManifestItem
 from samp.eval.metrics import bootstrap_ci, item_edits, score_edits, scored_edits
 from samp.eval.mqa import score_mqa_items
 from samp.eval.normalize import check_flavor
 from samp.eval.records import Record, append_record, identity
+from samp.methods.api import check_options
 
 SCORER_VERSION = "1"
 
@@ -49,10 +52,12 @@ class RunConfig:
     lowrank_plan: str | None = None
     batch_size: int = 1
     seed: int = 0
+    model_fingerprint: str | None = None  # samp.eval.identity; guards a run folder against another same-named model
 
     def __post_init__(self):
-        if not 0 < self.keep_ratio <= 1:
-            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}")
+        if not self.model:
+            raise ValueError("the model needs a name")
+        check_options(self.method, self.keep_ratio, self.threshold, self.flavor)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         check_flavor(self.scorer)
@@ -152,8 +157,12 @@ def run_inference(
     own_file = _rank_file(directory, rank)
     drop_torn_tail(own_file)
     done = _completed_indices(directory, retry_failed)
-    todo = [item for item in items if item.index % world_size == rank and item.index not in done]
-    bar = tqdm(total=len(todo), desc=f"{spec.name} rank {rank}", unit="item", disable=not progress, file=sys.stderr)
+    shard = [item for item in items if item.index % world_size == rank]
+    todo = [item for item in shard if item.index not in done]
+    label = spec.name if world_size == 1 else f"{spec.name} rank {rank}/{world_size}"
+    if len(todo) < len(shard):
+        print(f"{label}: resuming: {len(shard) - len(todo)} of {len(shard)} done", file=sys.stderr, flush=True)
+    bar = tqdm(total=len(todo), desc=label, unit="item", disable=not progress, file=sys.stderr)
     try:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
@@ -257,7 +266,8 @@ def _sum_or_none(values):
     return sum(present) if present else None
 
 
-def make_record(config: RunConfig, spec: DatasetSpec, score: SubsetScore, rows: Sequence[dict], device: str) -> Record:
+def make_record(config: RunConfig, spec: DatasetSpec, score: SubsetScore, rows: Sequence[dict], device: str,
+                dataset_fingerprint: str | None = None) -> Record:
     """The record of one subset: identity now, the run's configuration, its score and summed efficiency."""
     subset_rows = [r for r in rows if r["subset"] == score.subset]
     peaks = [r.get("peak_memory_bytes") for r in subset_rows if r.get("peak_memory_bytes") is not None]
@@ -278,7 +288,71 @@ def make_record(config: RunConfig, spec: DatasetSpec, score: SubsetScore, rows: 
         prefill_s=_sum_or_none(r.get("prefill_s") for r in subset_rows),
         decode_s=_sum_or_none(r.get("decode_s") for r in subset_rows),
         peak_memory_bytes=max(peaks) if peaks else None,
+        model_fingerprint=config.model_fingerprint, dataset_fingerprint=dataset_fingerprint,
     )
+
+
+def _same_setting(record: Record, config: RunConfig, spec: DatasetSpec, fingerprint: str) -> bool:
+    return (record.model, record.model_fingerprint, record.method, record.keep_ratio, record.threshold,
+            record.flavor, record.lowrank_plan, record.scorer, record.scorer_version, record.dataset,
+            record.dataset_fingerprint) == (
+        config.model, config.model_fingerprint, config.method, config.keep_ratio, config.threshold, config.flavor,
+        config.lowrank_plan, config.scorer, SCORER_VERSION, spec.name, fingerprint)
+
+
+def recorded_already(records_path: Path, config: RunConfig, spec: DatasetSpec, fingerprint: str,
+                     rows: Sequence[dict]) -> Record | None:
+    """The latest record of this setting and dataset whose subsets hold exactly the items and failures ``rows``
+    hold now (so a retry that changed them is new), or None: then the results still need a record."""
+    if not records_path.is_file():
+        return None
+    subsets: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        items, failed = subsets.get(row["subset"], (0, 0))
+        subsets[row["subset"]] = (items + 1, failed + (row["prediction"] is None))
+    latest: dict[str, Record] = {}
+    for _, line in iter_jsonl(records_path):
+        try:
+            record = Record.from_dict(line)
+        except (TypeError, ValueError):
+            continue  # another tool's line or an older schema: never the record of this run
+        if _same_setting(record, config, spec, fingerprint) and record.subset in subsets:
+            latest[record.subset] = record
+    if set(latest) != set(subsets) or any(
+            (latest[s].n_items, latest[s].n_failed) != counts for s, counts in subsets.items()):
+        return None
+    return max(latest.values(), key=lambda record: record.time)
+
+
+def check_run_dir(work_dir: str | Path, config: RunConfig) -> None:
+    """Refuse a run folder that holds another model's results under the same name (checked before a model loads);
+    the folder remembers the model fingerprint of its first run."""
+    held = held_fingerprint(work_dir, config)
+    if config.model_fingerprint is not None and held is not None and held != config.model_fingerprint:
+        raise ValueError(f"{marker.parent} holds results of another model named {config.model!r} (fingerprint "
+                         f"{held}; this one is {config.model_fingerprint}): give another --work-dir")
+
+
+def held_fingerprint(work_dir: str | Path, config: RunConfig) -> str | None:
+    """The model fingerprint the run folder remembers, if any."""
+    import json
+
+    marker = Path(work_dir) / config.run_name / "model.json"
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text(encoding="utf-8")).get("fingerprint")
+
+
+def _mark_run_dir(work_dir: str | Path, config: RunConfig) -> None:
+    import json
+
+    if config.model_fingerprint is None:
+        return
+    marker = Path(work_dir) / config.run_name / "model.json"
+    if not marker.is_file():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"model": config.model, "fingerprint": config.model_fingerprint}) + "\n",
+                          encoding="utf-8")
 
 
 def evaluate(
@@ -290,41 +364,68 @@ def evaluate(
     """Infer (unless ``reeval``; failed items again with ``retry_failed``), then on rank 0 merge, score and append
     records (unless ``skip_eval``).
 
+    Each process holds its rank's lock on the run (``<run>/rank<R>.lock``) throughout: a second run of the same
+    setting waits for the first, then finds its work done. A dataset whose results already have their record is
+    "already complete": nothing is appended unless ``reeval`` (score again) or ``retry_failed``.
+
     Returns the records written (empty on other ranks and with ``skip_eval``).
     """
     if skip_eval and reeval:
         raise ValueError("--skip-eval and --reeval exclude each other: one only infers, the other only scores")
     if retry_failed and reeval:
         raise ValueError("--retry-failed and --reeval exclude each other: retrying infers, --reeval only scores")
-    if not reeval:
-        if infer is None:
-            raise ValueError("inference is needed (no --reeval) but no model was given")
-        for spec, items in datasets:
-            run_inference(items, spec, infer, dataset_dir(work_dir, config, spec), batch_size=config.batch_size,
-                          rank=rank, world_size=world_size, progress=progress, retry_failed=retry_failed)
-    barrier()
-    if rank != 0 or skip_eval:
-        return []
+    if not reeval and infer is None:
+        raise ValueError("inference is needed (no --reeval) but no model was given")
+    check_run_dir(work_dir, config)
+    if reeval and config.model_fingerprint is None:  # scoring needs no checkpoint: the folder knows which it was
+        config = dataclasses.replace(config, model_fingerprint=held_fingerprint(work_dir, config))
+    with RunLock(Path(work_dir) / config.run_name / f"rank{rank}.lock"):
+        check_run_dir(work_dir, config)  # a run of another same-named model may have held the lock
+        _mark_run_dir(work_dir, config)
+        if not reeval:
+            for spec, items in datasets:
+                run_inference(items, spec, infer, dataset_dir(work_dir, config, spec), batch_size=config.batch_size,
+                              rank=rank, world_size=world_size, progress=progress, retry_failed=retry_failed)
+        barrier()
+        if rank != 0 or skip_eval:
+            return []
+        return _score_and_record(config, datasets, Path(work_dir), device, rescore=reeval or retry_failed)
+
+
+def _score_and_record(config: RunConfig, datasets, work_dir: Path, device: str, rescore: bool) -> list[Record]:
     records = []
+    records_path = work_dir / "records.jsonl"
     for spec, items in datasets:
         directory = dataset_dir(work_dir, config, spec)
         merge_predictions(directory, items)
         rows = collect_predictions(directory, items)
+        fingerprint = dataset_fingerprint(items)
+        previous = None if rescore else recorded_already(records_path, config, spec, fingerprint, rows)
+        if previous is not None:
+            failed = sum(row["prediction"] is None for row in rows)
+            print(f"{spec.name}: already complete ({len(rows)} items, recorded {previous.time} in {records_path}); "
+                  f"nothing appended. --reeval scores it again"
+                  + (f", --retry-failed infers its {failed} failed items again" if failed else ""),
+                  file=sys.stderr, flush=True)
+            continue
         for score in score_rows(rows, spec, config.scorer, seed=config.seed):
-            record = make_record(config, spec, score, rows, device)
-            append_record(Path(work_dir) / "records.jsonl", record)
+            record = make_record(config, spec, score, rows, device, fingerprint)
+            append_record(records_path, record)
             records.append(record)
     return records
 
 
 def format_table(records: Sequence[Record]) -> str:
     """A readable table of records for the terminal."""
-    header = ("dataset", "subset", "method", "keep", "metric", "value %", "95% CI", "coverage", "items", "tok in→out")
+    header = ("model", "dataset", "subset", "method", "keep", "metric", "value %", "95% CI", "coverage", "items",
+              "tok in→out")
     lines = []
     for r in records:
         ci = f"{r.ci_low * 100:.2f}–{r.ci_high * 100:.2f}" if r.ci_low is not None else "-"
         tokens = f"{r.tokens_in}→{r.tokens_out}" if r.tokens_in is not None else "-"
-        lines.append((r.dataset, r.subset, r.method, f"{r.keep_ratio:g}", r.metric, f"{r.value * 100:.2f}", ci,
+        model = r.model + (f"@{r.model_fingerprint[:8]}" if r.model_fingerprint else "")
+        dataset = r.dataset + (f"@{r.dataset_fingerprint[:8]}" if r.dataset_fingerprint else "")
+        lines.append((model, dataset, r.subset, r.method, f"{r.keep_ratio:g}", r.metric, f"{r.value * 100:.2f}", ci,
                       f"{r.coverage * 100:.1f}%", str(r.n_items), tokens))
     widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
     render = lambda row: "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()  # noqa: E731

@@ -9,6 +9,8 @@ Manifests are samp.eval's (Kimi-Audio-Evalkit JSONL); audio is read and resample
 from __future__ import annotations
 
 import copy
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,37 +72,81 @@ def _load(model_dir: str):
     return model, processor, audio_encoder(model)
 
 
+def _existing(path: str, option: str, written_by: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{option} {path} does not exist ({written_by})")
+    return path
+
+
+def _output_location(path: str, *, folder: bool = False) -> Path:
+    """Create the folder ``--out`` goes into before any work, so a long calibration never ends failing to write."""
+    path = Path(path)
+    if folder and path.is_file():
+        raise ValueError(f"--out {path} is a file; give a folder for the compressed encoder")
+    if not folder and path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create the folder of --out {path}: {error.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"cannot write --out {path}: its folder is not writable")
+    return path
+
+
+def _check_inputs(model_dir: str, manifest: str | None) -> None:
+    """A checkpoint samp can load and a readable manifest, checked before the model loads."""
+    from samp.eval.manifest import load_manifest
+    from samp.models import adapter_class
+
+    adapter_class(model_dir)
+    if manifest is not None:
+        load_manifest(manifest, check_audio=True)
+
+
 def _calibrate(args) -> int:
+    _check_inputs(args.model, args.manifest)
+    out = _output_location(args.out)
     model, processor, encoder = _load(args.model)
     batches = list(_feature_batches(processor, encoder, args.manifest, args.limit))
     stats = calibrate(encoder, batches)
-    stats.save(args.out)
-    print(f"calibrated {len(stats.layers)} linear layers of {stats.encoder_class} on {len(batches)} utterances -> {args.out}")
+    stats.save(out)
+    print(f"calibrated {len(stats.layers)} linear layers of {stats.encoder_class} on {len(batches)} utterances -> {out}")
     return 0
 
 
 def _plan(args) -> int:
-    stats = CalibrationStats.load(args.stats)
+    from samp.devices import resolve_device
+
+    stats_path = _existing(args.stats, "--stats", "write it with 'samp lowrank calibrate'")
+    device = resolve_device(args.device)
+    out = _output_location(args.out)
+    stats = CalibrationStats.load(stats_path)
     result = plan(
         stats,
         args.rank_threshold,
         share_bases=args.share_bases,
         share_similarity=args.share_similarity,
         rank_multiple=args.rank_multiple,
-        device=args.device,
+        device=device,
     )
-    Path(args.out).write_text(result.to_json())
+    out.write_text(result.to_json())
     print(result.table())
     return 0
 
 
 def _apply(args) -> int:
-    stats = CalibrationStats.load(args.stats)
-    compression = Plan.from_json(Path(args.plan).read_text(), stats=stats)
+    stats_path = _existing(args.stats, "--stats", "write it with 'samp lowrank calibrate'")
+    plan_path = _existing(args.plan, "--plan", "write it with 'samp lowrank plan'")
+    _check_inputs(args.model, args.manifest)
+    out = _output_location(args.out, folder=True)
+    stats = CalibrationStats.load(stats_path)
+    compression = Plan.from_json(plan_path.read_text(), stats=stats)
     model, processor, encoder = _load(args.model)
     dense = copy.deepcopy(encoder) if args.manifest else None
     apply(encoder, compression)
-    save(encoder, args.out)
+    save(encoder, out)
     print(compression.table())
     if dense is not None:
         batches = [
@@ -112,8 +158,19 @@ def _apply(args) -> int:
             f"encoder output error on {len(batches)} utterances: relative {error.relative_error:.6f}, "
             f"max abs {error.max_abs_error:.6f}"
         )
-    print(f"compressed encoder written to {args.out}")
+    print(f"compressed encoder written to {out}")
     return 0
+
+
+def _refusing_bad_input(command):
+    """Bad input is exit 2 with one line naming it, not a traceback."""
+    def run(args) -> int:
+        try:
+            return command(args)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"samp lowrank {args.lowrank_command}: {error}", file=sys.stderr)
+            return 2
+    return run
 
 
 def register(subparsers) -> None:
@@ -125,7 +182,7 @@ def register(subparsers) -> None:
     calibrate_parser.add_argument("--manifest", required=True, help="JSONL manifest with an audio_path per row")
     calibrate_parser.add_argument("--out", required=True, help="statistics file to write (safetensors)")
     calibrate_parser.add_argument("--limit", type=int, default=None, help="use only the first N utterances")
-    calibrate_parser.set_defaults(func=_calibrate)
+    calibrate_parser.set_defaults(func=_refusing_bad_input(_calibrate))
 
     plan_parser = commands.add_parser("plan", help="choose per-layer ranks from calibration statistics")
     plan_parser.add_argument("--stats", required=True, help="statistics file from 'samp lowrank calibrate'")
@@ -139,7 +196,7 @@ def register(subparsers) -> None:
     plan_parser.add_argument("--rank-multiple", type=int, default=16, help="round ranks up to a multiple of this")
     plan_parser.add_argument("--device", default="cpu", help="where to run the eigendecompositions (cpu, cuda)")
     plan_parser.add_argument("--out", required=True, help="plan JSON to write")
-    plan_parser.set_defaults(func=_plan)
+    plan_parser.set_defaults(func=_refusing_bad_input(_plan))
 
     apply_parser = commands.add_parser("apply", help="compress the model's audio encoder with a plan and save it")
     apply_parser.add_argument("--model", required=True, help="model checkpoint directory")
@@ -148,7 +205,7 @@ def register(subparsers) -> None:
     apply_parser.add_argument("--out", required=True, help="directory for the compressed encoder")
     apply_parser.add_argument("--manifest", default=None, help="report the encoder output error on this manifest")
     apply_parser.add_argument("--limit", type=int, default=None, help="use only the first N utterances of --manifest")
-    apply_parser.set_defaults(func=_apply)
+    apply_parser.set_defaults(func=_refusing_bad_input(_apply))
 
 
 __all__ = ["block_frame_mask", "manifest_audio", "register"]

@@ -1,5 +1,5 @@
 """Token-compression methods: pure tensor code, one registry, one entry point (:func:`compress`)."""
-from samp.methods.api import compress
+from samp.methods.api import check_options, compress
 from samp.methods.counts import keep_count
 from samp.methods.registry import MethodSpec, available, get
 from samp.methods.result import Compressed
@@ -11,6 +11,7 @@ __all__ = [
     "MethodSpec",
     "attention_stats",
     "available",
+    "check_options",
     "compress",
     "get",
     "keep_count",

@@ -107,26 +107,6 @@ def check_options(method: str, keep_ratio: float, threshold: float, flavor: str 
     return spec
 
 
-def check_options(method: str, keep_ratio: float, threshold: float, flavor: str = "samp"):
-    """The :class:`~samp.methods.registry.MethodSpec` of ``method`` once the setting is known to be valid; raises a
-    ValueError naming what is wrong. Needs no tensor, so a caller checks a setting before loading a model."""
-    spec = get(method)
-    keep_ratio = check_keep_ratio(keep_ratio)
-    check_flavor(flavor)
-    if method == "base" and keep_ratio != 1.0:
-        raise ValueError(f"method 'base' keeps every token; pass keep_ratio=1.0 (got {keep_ratio})")
-    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold)
-            or not -1.0 <= threshold <= 1.0):
-        raise ValueError(f"threshold must be a finite number in [-1, 1] (a cosine similarity); got {threshold!r}")
-    if flavor != "samp":
-        from samp.methods.reference import METHODS as REFERENCE_METHODS
-
-        if method not in REFERENCE_METHODS:
-            raise ValueError(f"method {method!r} has no {flavor!r} reference flavour (the SA-MAP reference has "
-                             f"{', '.join(sorted(REFERENCE_METHODS))}); use flavor='samp'")
-    return spec
-
-
 def _check_features(features, lengths) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(features, torch.Tensor):
         raise ValueError(f"features must be a torch.Tensor [B, N, C]; got {type(features).__name__}")

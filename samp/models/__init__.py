@@ -7,9 +7,9 @@
     result.texts, result.audio_tokens, result.timings
 """
 from samp.models.base import Adapter, AudioTokens, GenerationResult, KeptAudio, PromptInputs, SpeechProcessor, Timings
-from samp.models.registry import adapter_for, load
+from samp.models.registry import adapter_class, adapter_for, load
 
 __all__ = [
     "Adapter", "AudioTokens", "GenerationResult", "KeptAudio", "PromptInputs", "SpeechProcessor", "Timings",
-    "adapter_for", "load",
+    "adapter_class", "adapter_for", "load",
 ]

@@ -309,12 +309,14 @@ class Adapter:
                                         flavor=flavor, method=method)
         return KeptAudio(rows=tuple(rows), positions=tuple(p[: r.shape[0]] for p, r in zip(positions, rows)))
 
-    def check_flavor(self, flavor: str) -> None:
-        if flavor == "samp" or (self.reference_flavor and flavor == self.reference_flavor):
+    @classmethod
+    def check_flavor(cls, flavor: str) -> None:
+        """Refuses a flavour this family cannot run (a class method: checked before a checkpoint loads)."""
+        if flavor == "samp" or (cls.reference_flavor and flavor == cls.reference_flavor):
             return
-        allowed = "'samp'" + (f" or {self.reference_flavor!r}" if self.reference_flavor else
+        allowed = "'samp'" + (f" or {cls.reference_flavor!r}" if cls.reference_flavor else
                               " (the SA-MAP reference never ran this model)")
-        raise ValueError(f"flavor {flavor!r} does not apply to {self.family}; use {allowed}")
+        raise ValueError(f"flavor {flavor!r} does not apply to {cls.family}; use {allowed}")
 
     def generate(
         self,

@@ -46,12 +46,7 @@ def adapter_for(model: nn.Module, processor: Any) -> Adapter:
     )
 
 
-def load(model_dir: str | Path, *, dtype=None, device: str | None = None, attn_implementation: str = "sdpa"):
-    """``(model, processor)`` from a local checkpoint directory, with the stock classes (no remote code).
-
-    The processor comes from ``model_dir/processor`` when that folder exists, else from ``model_dir``. A Kimi-Audio
-    checkpoint (``kimia_*`` config fields) loads as :class:`samp.models.kimi.KimiAudioLite`."""
-    model_dir = Path(model_dir)
+def _checkpoint_config(model_dir: Path) -> tuple[Path, dict]:
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{model_dir} has no config.json: not a model checkpoint directory")
@@ -59,6 +54,35 @@ def load(model_dir: str | Path, *, dtype=None, device: str | None = None, attn_i
         raw = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{config_path} is not a JSON object")
+    return config_path, raw
+
+
+def adapter_class(model_dir: str | Path) -> type[Adapter]:
+    """The adapter class that will serve the checkpoint in ``model_dir``, read from its ``config.json`` alone (no
+    weights load), so options that depend on the model family are checked before the expensive load."""
+    config_path, raw = _checkpoint_config(Path(model_dir))
+    if "kimia_adaptor_input_dim" in raw:
+        name = "KimiAudioLite"
+    else:
+        architectures = raw.get("architectures") or []
+        name = next((a for a in architectures if a in _ADAPTERS), None)
+        if name is None:
+            raise ValueError(
+                f"{config_path} declares architectures {architectures}; samp supports {', '.join(_ADAPTERS)}"
+            )
+    module_name, class_name = _ADAPTERS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load(model_dir: str | Path, *, dtype=None, device: str | None = None, attn_implementation: str = "sdpa"):
+    """``(model, processor)`` from a local checkpoint directory, with the stock classes (no remote code).
+
+    The processor comes from ``model_dir/processor`` when that folder exists, else from ``model_dir``. A Kimi-Audio
+    checkpoint (``kimia_*`` config fields) loads as :class:`samp.models.kimi.KimiAudioLite`."""
+    model_dir = Path(model_dir)
+    config_path, raw = _checkpoint_config(model_dir)
     if "kimia_adaptor_input_dim" in raw:  # Kimi-Audio: never a transformers class; samp's stock-class composition
         from samp.models.kimi import load_kimi_audio
 
