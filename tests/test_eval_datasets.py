@@ -8,10 +8,11 @@ from samp.eval.datasets import custom_dataset
 
 SEED_DATASETS = ["LibriSpeech", "Fleurs-zh", "Fleurs-en", "AISHELL-1", "AISHELL-2", "WenetSpeech", "mmau-test-mini",
                  "MELD", "Nonspeech7k", "TUT2017", "VocalSound"]
+DEBIAN_DATASETS = ["PocketSphinx-en", "Asterisk-en"]  # recorded speech from Debian packages (samp.eval.packaged_speech)
 
 
 def test_registry_holds_the_seed_datasets():
-    assert sorted(dataset_names()) == sorted(SEED_DATASETS)
+    assert sorted(dataset_names()) == sorted(SEED_DATASETS + DEBIAN_DATASETS)
     assert get_dataset("librispeech").subsets == ("dev_clean", "dev_other", "test_clean", "test_other")
     assert get_dataset("WenetSpeech").subsets == ("test_meeting", "test_net")
     assert get_dataset("mmau-test-mini").subsets == ("music", "sound", "speech")

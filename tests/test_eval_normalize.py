@@ -117,3 +117,13 @@ def test_verbalize_number_reads_back(number):
     assert read_chinese_integer(spoken) == number
     assert verbalize_number(str(number), place_values=False, use_liang=False) == "".join(
         "零一二三四五六七八九"[int(d)] for d in str(number))
+
+
+def test_samp_flavour_reads_keypad_symbols_and_unifies_compound_spellings():
+    stages = normalize_stages("Press * or # to use your touchtone keypad & voicemail.", "en")
+    assert list(stages) == ["remove_special", "spoken_symbols", "english_normalizer", "spelling_variants"]
+    assert stages["spelling_variants"] == "press star or pound to use your touch tone keypad and voice mail"
+    assert normalize("#1 hit", "en") == normalize("number 1 hit", "en")
+    assert normalize("*69", "en") == "69"  # only a free-standing star is the key
+    # the evalkit flavour keeps the reference's behaviour: symbols dropped, spellings untouched
+    assert normalize("press * for voicemail", "en", flavor="evalkit") == "press for voicemail"

@@ -59,6 +59,11 @@ DATASETS: tuple[DatasetSpec, ...] = (
     DatasetSpec("AISHELL-2", "asr", "AISHELL", ("aishell2_test",), "Speech", "zh", ASR_QUESTIONS["zh_mandarin"]),
     DatasetSpec("WenetSpeech", "asr", "WenetSpeech", ("test_meeting", "test_net"), "Speech", "zh",
                 ASR_QUESTIONS["zh_mandarin"]),
+    # recorded speech shipped in Debian packages (samp.eval.packaged_speech); the question is the LibriSpeech one
+    DatasetSpec("PocketSphinx-en", "asr", "PocketSphinx", ("cards", "goforward", "librivox"), "Speech", "en",
+                ASR_QUESTIONS["en_librispeech"]),
+    DatasetSpec("Asterisk-en", "asr", "Asterisk", ("dictate", "digits", "followme", "letters", "phonetic", "prompts"),
+                "Speech", "en", ASR_QUESTIONS["en_librispeech"]),
     DatasetSpec("mmau-test-mini", "mqa", "MMAU", ("music", "sound", "speech"), "AudioEvent"),
     DatasetSpec("MELD", "mqa", "MELD", ("emotion",), "Speech",
                 question=_options_question("Identify the predominant emotion in this speech.", _MELD_LABELS),

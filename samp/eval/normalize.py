@@ -15,6 +15,17 @@ take the basic path.
   characters the English normaliser meant to keep.
 * Language tags are read by their primary subtag (``en-US`` -> ``en``; ``cmn``, ``zh-CN`` -> ``zh``), so a
   manifest's BCP-47 tag does not silently switch the normaliser.
+* English keypad and connective symbols are read as spoken before the English normaliser, which would drop them:
+  a free-standing ``*`` is "star", ``#`` is "pound" ("number" before a digit), ``&`` is "and" (the telephone
+  prompts of Asterisk-en say "press * to ..." where a transcript writes "press star").
+* After it, closed and open spellings of the same compound are unified (:data:`SPELLING_VARIANTS`:
+  "touchtone"/"touch tone", "voicemail"/"voice mail", "thru"/"through"...), both of which the Asterisk-en references
+  use for the same spoken words.
+
+Whisper's English normaliser already reads numerals both ways ("ten of clubs" = "10 of clubs", "fortieth" =
+"40th"), expands contractions ("you're" = "you are") and titles ("Mr." = "mister"), splits hyphenated words
+("ill-disposed" = "ill disposed") and drops ``[..]``/``(..)``/``<..>`` annotations. What no normaliser can fix is
+left to the scores: letter names ("c" heard as "See") and disfluencies kept in a reference.
 
 Chinese is scored per character (every CJK character is a token) in both flavours, while Latin words inside
 Chinese text stay words, as in the reference.
@@ -32,6 +43,15 @@ FLAVORS = ("samp", "evalkit")
 _TAG = re.compile(r"<\|.*?\|>")
 _WHITESPACE = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT = re.compile(r" ?([!,.?;:])")
+_STAR = re.compile(r"(?<!\S)\*(?!\S)")
+_POUND = re.compile(r"(?<!\S)#(?!\S)")
+_NUMBER_SIGN = re.compile(r"#(?=\d)")
+_AMPERSAND = re.compile(r"&")
+SPELLING_VARIANTS = {
+    "touchtone": "touch tone", "filename": "file name", "voicemail": "voice mail", "thru": "through",
+    "xray": "x ray",
+}
+_VARIANT = re.compile(r"\b(" + "|".join(SPELLING_VARIANTS) + r")\b")
 _CHINESE_ALIASES = {"zh", "cmn", "zho", "chi"}
 _CANTONESE_ALIASES = {"yue"}
 
@@ -90,6 +110,19 @@ def _zh_tokenizer():
     return TokenizerZh()
 
 
+def spoken_symbols(text: str) -> str:
+    """Free-standing ``*`` -> star, ``#`` -> pound (number before a digit), ``&`` -> and."""
+    text = _STAR.sub(" star ", text)
+    text = _POUND.sub(" pound ", text)
+    text = _NUMBER_SIGN.sub(" number ", text)
+    return _AMPERSAND.sub(" and ", text)
+
+
+def unify_spellings(normalized: str) -> str:
+    """One spelling per compound of :data:`SPELLING_VARIANTS` in already normalised (lower-case) English."""
+    return _VARIANT.sub(lambda match: SPELLING_VARIANTS[match.group(1)], normalized)
+
+
 def _to_simplified(text: str) -> str:
     import zhconv
 
@@ -98,7 +131,8 @@ def _to_simplified(text: str) -> str:
 
 def normalize_stages(text: str, lang: str, flavor: str = "samp") -> dict[str, str]:
     """Every intermediate string, in order: ``remove_special`` then the language's normalisers (keys as in the
-    golden data: ``zhconv_zh_cn``, ``english_normalizer``, ``chinese_normalizer``, ``basic_normalizer``)."""
+    golden data: ``zhconv_zh_cn``, ``english_normalizer``, ``chinese_normalizer``, ``basic_normalizer``; the samp
+    flavour's English adds ``spoken_symbols`` before and ``spelling_variants`` after ``english_normalizer``)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
     lang = canonical_language(lang, flavor)
@@ -107,8 +141,11 @@ def normalize_stages(text: str, lang: str, flavor: str = "samp") -> dict[str, st
     if lang == "yue":
         current = stages["zhconv_zh_cn"] = _to_simplified(current)
     if lang == "en":
+        if flavor == "samp":
+            current = stages["spoken_symbols"] = spoken_symbols(current)
         current = stages["english_normalizer"] = _english()(current)
         if flavor == "samp":
+            stages["spelling_variants"] = unify_spellings(current)
             return stages
     if lang == "zh":
         stages["chinese_normalizer"] = normalize_chinese(current)

@@ -12,6 +12,11 @@ Two source layouts are understood:
 Output: ``<out>/<NAME>/<NAME>.jsonl`` (Evalkit layout, found by ``--data-root <out>``) and
 ``<out>/<NAME>/audio/<subset>/<n>.wav``. The registered question of the dataset is used unless a ``question``
 column exists.
+
+Datasets shipped in Debian packages (``PocketSphinx-en``, ``Asterisk-en``; see samp.eval.packaged_speech) are read
+from an install root instead (default ``/``) and also get their split manifests: ``<NAME>.calibration.jsonl``,
+``<NAME>.test.jsonl``, ``<NAME>.ci.jsonl`` (rows as in ``<NAME>.jsonl``, same ``index``), audio at
+``audio/<key>.wav``, and ``<NAME>.summary.json`` with the size of every split and what was left out and why.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import numpy as np
 
 from samp.eval.audio import TARGET_RATE, read_audio, resample
 from samp.eval.datasets import DatasetSpec
+from samp.eval.packaged_speech import RAW_RATE, SPLITS, Collected, recipe_for
 
 TEXT_COLUMNS = ("text", "transcription", "sentence", "normalized_text", "answer")
 
@@ -113,10 +119,94 @@ def _parquet_examples(source: Path, spec: DatasetSpec, subset: str | None) -> It
                            where)
 
 
-def prepare(spec: DatasetSpec, source: str | Path, out_dir: str | Path, *, subset: str | None = None) -> Path:
-    """Write ``<out>/<NAME>/<NAME>.jsonl`` and its audio; returns the manifest path."""
+@dataclass(frozen=True)
+class PreparedSplits:
+    """What :func:`prepare_packaged` wrote: the full manifest, one manifest per split, and the summary."""
+
+    manifest: Path
+    split_manifests: dict[str, Path]
+    summary: dict
+
+
+def _read_packaged_audio(path: Path, raw: bool) -> np.ndarray:
+    if not raw:
+        return read_audio(path)  # resamples (band-limited FFT) to 16 kHz
+    data = path.read_bytes()
+    if not data or len(data) % 2:
+        raise ValueError(f"audio file {path} is not headerless 16-bit PCM ({len(data)} bytes)")
+    wave = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    return resample(wave, RAW_RATE)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    partial = path.with_suffix(".jsonl.partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(partial, path)
+
+
+def prepare_packaged(spec: DatasetSpec, root: str | Path | None, out_dir: str | Path) -> PreparedSplits:
+    """Write a Debian-package dataset read from the install ``root`` (default ``/``): manifests for everything and
+    for each split, 16 kHz audio, and ``<NAME>.summary.json``."""
     from tqdm import tqdm
 
+    recipe = recipe_for(spec.name)
+    if recipe is None:
+        raise ValueError(f"{spec.name} is not shipped in a Debian package; give the folder it was downloaded to")
+    root = Path(root) if root is not None else Path("/")
+    if not root.is_dir():
+        raise ValueError(f"install root {root} does not exist")
+    collected: Collected = recipe.collect(root)
+    if not collected.items:
+        raise ValueError(f"{root}: {spec.name} has no usable utterances (all {len(collected.excluded)} left out)")
+    target = Path(out_dir) / spec.name
+    target.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    for index, item in enumerate(tqdm(collected.items, desc=f"prepare {spec.name}", unit="item")):
+        wave = _read_packaged_audio(item.audio, item.raw)
+        audio = Path("audio") / f"{item.key}.wav"
+        _write_wav(target / audio, wave)
+        seconds[item.key] = wave.size / TARGET_RATE
+        meta = {"source": str(item.audio), "package": item.package, "key": item.key, "split": item.split,
+                "ci": item.key in collected.splits["ci"], "seconds": round(seconds[item.key], 3)}
+        if item.transcript_as_shipped is not None:
+            meta["transcript_as_shipped"] = item.transcript_as_shipped
+        rows[item.key] = {"index": index, "audio_path": str(audio), "question": spec.question,
+                          "answer": item.answer, "subset": item.subset, "meta": meta}
+    manifest = target / f"{spec.name}.jsonl"
+    _write_rows(manifest, list(rows.values()))
+    split_manifests = {}
+    sizes = {"all": {"items": len(rows), "seconds": round(sum(seconds.values()), 1)}}
+    for split in SPLITS:
+        keys = collected.splits[split]
+        path = target / f"{spec.name}.{split}.jsonl"
+        if keys:
+            _write_rows(path, [rows[key] for key in keys])
+            split_manifests[split] = path
+        else:  # an empty manifest is an error to load, so there is none; a stale one from an older run goes
+            path.unlink(missing_ok=True)
+        sizes[split] = {"items": len(keys), "seconds": round(sum(seconds[key] for key in keys), 1)}
+    summary = {"dataset": spec.name, "root": str(root), "packages": list(recipe.packages), "splits": sizes,
+               "excluded": [{"key": e.key, "reason": e.reason, "detail": e.detail} for e in collected.excluded]}
+    (target / f"{spec.name}.summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n",
+                                                      encoding="utf-8")
+    return PreparedSplits(manifest, split_manifests, summary)
+
+
+def prepare(spec: DatasetSpec, source: str | Path | None, out_dir: str | Path, *,
+            subset: str | None = None) -> Path:
+    """Write ``<out>/<NAME>/<NAME>.jsonl`` and its audio; returns the manifest path. ``source`` may be None only for
+    a Debian-package dataset (its install root then defaults to ``/``)."""
+    from tqdm import tqdm
+
+    if recipe_for(spec.name) is not None:
+        if subset is not None:
+            raise ValueError(f"{spec.name} names its own subsets; --subset does not apply")
+        return prepare_packaged(spec, source, out_dir).manifest
+    if source is None:
+        raise ValueError(f"{spec.name} needs a source: the folder or parquet file it was downloaded to")
     source = Path(source)
     if not source.exists():
         raise ValueError(f"source {source} does not exist")
