@@ -9,6 +9,7 @@ import sys
 # Modules that add sub-commands, in the order `samp --help` lists them.
 COMMAND_MODULES = (
     "samp.methods.cli",   # samp methods
+    "samp.models.cli",    # samp models convert
     "samp.eval.cli",      # samp eval, samp data prepare
     "samp.lowrank.cli",   # samp lowrank calibrate|plan|apply
     "samp.bench.cli",     # samp bench, samp dashboard

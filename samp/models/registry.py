@@ -21,6 +21,7 @@ _ADAPTERS = {
     "VoxtralForConditionalGeneration": "samp.models.voxtral:VoxtralAdapter",
     "AudioFlamingo3ForConditionalGeneration": "samp.models.audioflamingo3:AudioFlamingo3Adapter",
     "Qwen3ASRForConditionalGeneration": "samp.models.qwen3_asr:Qwen3AsrAdapter",
+    "WhisperForConditionalGeneration": "samp.models.whisper:WhisperAdapter",
 }
 
 
@@ -80,8 +81,13 @@ def load(model_dir: str | Path, *, dtype=None, device: str | None = None, attn_i
     """``(model, processor)`` from a local checkpoint directory, with the stock classes (no remote code).
 
     The processor comes from ``model_dir/processor`` when that folder exists, else from ``model_dir``. A Kimi-Audio
-    checkpoint (``kimia_*`` config fields) loads as :class:`samp.models.kimi.KimiAudioLite`."""
+    checkpoint (``kimia_*`` config fields) loads as :class:`samp.models.kimi.KimiAudioLite`; a CTranslate2 Whisper
+    directory (``model.bin``) as ``WhisperForConditionalGeneration`` (:mod:`samp.models.ctranslate2_whisper`)."""
     model_dir = Path(model_dir)
+    from samp.models.ctranslate2_whisper import load_ctranslate2_whisper, looks_like_ctranslate2
+
+    if looks_like_ctranslate2(model_dir):
+        return load_ctranslate2_whisper(model_dir, dtype=dtype, device=device, attn_implementation=attn_implementation)
     config_path, raw = _checkpoint_config(model_dir)
     if "kimia_adaptor_input_dim" in raw:  # Kimi-Audio: never a transformers class; samp's stock-class composition
         from samp.models.kimi import load_kimi_audio

@@ -380,3 +380,47 @@ def tiny_qwen3_asr(*, attn_implementation: str = "sdpa"):
                                                  chunk_length=30, padding_value=0.0, n_window=50)
     processor = transformers.Qwen3ASRProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
     return model, processor
+
+
+WHISPER_SPECIAL_TOKENS = (  # the order of the real Whisper vocabulary (its ids start at 50257 there)
+    "<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>", "<|transcribe|>",
+    "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>",
+)
+
+
+def tiny_whisper(*, multilingual: bool = True, chunk_seconds: int = 30, attn_implementation: str = "sdpa"):
+    """``(WhisperForConditionalGeneration, WhisperProcessor)``: d=32 (2+2 layers, 4 heads, FFN 64, 80 mels), byte-level
+    vocabulary + the Whisper special tokens (266 ids). ``multilingual`` gives languages ``en``/``de`` and both tasks;
+    otherwise the checkpoint is English-only, as ``tiny.en``. ``chunk_seconds`` < 30 shortens the window."""
+    from tokenizers import pre_tokenizers
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
+                              WhisperProcessor, WhisperTokenizer)
+
+    vocab = {symbol: index for index, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=[])
+    tokenizer.add_tokens(list(WHISPER_SPECIAL_TOKENS), special_tokens=True)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in WHISPER_SPECIAL_TOKENS}
+    eos, start = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+    space = vocab["Ġ"]  # the byte-level symbol of " "
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=chunk_seconds * 50, max_target_positions=64, activation_function="gelu",
+        scale_embedding=False, tie_word_embeddings=True, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+        encoder_layerdrop=0.0, decoder_layerdrop=0.0, pad_token_id=eos, bos_token_id=eos, eos_token_id=eos,
+        decoder_start_token_id=start, suppress_tokens=[], begin_suppress_tokens=[space, eos],
+    )
+    model = WhisperForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
+    seeded_init_(model, canonical=lambda name: name)
+    model.tie_weights()
+    fields = dict(
+        decoder_start_token_id=start, eos_token_id=eos, pad_token_id=eos, bos_token_id=eos,
+        no_timestamps_token_id=ids["<|notimestamps|>"], prev_sot_token_id=ids["<|startofprev|>"], suppress_tokens=[],
+        begin_suppress_tokens=[space, eos], max_length=64, is_multilingual=multilingual, return_timestamps=False,
+    )
+    if multilingual:
+        fields |= dict(lang_to_id={"<|en|>": ids["<|en|>"], "<|de|>": ids["<|de|>"]},
+                       task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]})
+    model.generation_config = GenerationConfig(**fields)
+    feature_extractor = WhisperFeatureExtractor(feature_size=80, chunk_length=chunk_seconds, return_attention_mask=True)
+    return model.eval(), WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
