@@ -329,8 +329,8 @@ def check_run_dir(work_dir: str | Path, config: RunConfig) -> None:
     the folder remembers the model fingerprint of its first run."""
     held = held_fingerprint(work_dir, config)
     if config.model_fingerprint is not None and held is not None and held != config.model_fingerprint:
-        raise ValueError(f"{marker.parent} holds results of another model named {config.model!r} (fingerprint "
-                         f"{held}; this one is {config.model_fingerprint}): give another --work-dir")
+        raise ValueError(f"{Path(work_dir) / config.run_name} holds results of another model named {config.model!r} "
+                         f"(fingerprint {held}; this one is {config.model_fingerprint}): give another --work-dir")
 
 
 def held_fingerprint(work_dir: str | Path, config: RunConfig) -> str | None:
