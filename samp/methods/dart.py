@@ -49,14 +49,21 @@ def dart_keep(rows: torch.Tensor, scores: torch.Tensor, count: int, pivots: int 
     pivot_ids = torch.sort(scores.float(), descending=True, stable=True).indices[:pivots]
     kept = torch.zeros(n, dtype=torch.bool, device=rows.device)
     kept[pivot_ids] = True
-    remaining = count - pivots
+    take_least_similar(rows[pivot_ids], rows, kept, count - pivots)
+    return torch.nonzero(kept).squeeze(1)
+
+
+def take_least_similar(pivot_rows: torch.Tensor, rows: torch.Tensor, kept: torch.Tensor, remaining: int) -> None:
+    """Share ``remaining`` places over the pivots ``[P, C]`` in order — pivot ``j`` gets ``⌊R/P⌋ + [j < R mod P]`` —
+    each taking the not-yet-kept ``rows`` ``[n, C]`` with the smallest cosine to it (ties → lower index). Marks
+    them in ``kept`` ``[n]``, in place."""
+    pivot_rows, rows = pivot_rows.float(), rows.float()
+    pivots = pivot_rows.shape[0]
     scale = inverse_norms(rows)
-    cosine = (rows[pivot_ids] @ rows.T).mul_(scale[pivot_ids, None]).mul_(scale[None, :])  # [P, n]
+    cosine = (pivot_rows @ rows.T).mul_(inverse_norms(pivot_rows)[:, None]).mul_(scale[None, :])  # [P, n]
     for rank in range(pivots):
         quota = remaining // pivots + (1 if rank < remaining % pivots else 0)
         if quota == 0:
             break  # quotas only decrease with rank
         similarity = cosine[rank].masked_fill(kept, float("inf"))
-        picks = torch.sort(similarity, stable=True).indices[:quota]
-        kept[picks] = True
-    return torch.nonzero(kept).squeeze(1)
+        kept[torch.sort(similarity, stable=True).indices[:quota]] = True
