@@ -1,4 +1,6 @@
 """Qwen2-Audio adapter on a tiny seeded model: stock equivalence, compression at prefill, bad input."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -139,6 +141,13 @@ def test_wrong_sampling_rate_is_rejected(tiny, waves):
 def test_prompt_needs_exactly_one_placeholder(tiny, waves, prompt):
     with pytest.raises(ValueError, match="exactly one"):
         tiny[2].generate([waves[0]], prompt, method="base", keep_ratio=1.0)
+
+
+def test_prompt_without_the_audio_tags_is_rejected(tiny, waves):
+    # the committed speech_tiny model answers garbage to '<|AUDIO|>Transcribe the speech.': refused, not silent
+    expected = re.escape("Qwen2-Audio takes its audio as '<|audio_bos|><|AUDIO|><|audio_eos|>'")
+    with pytest.raises(ValueError, match=expected):
+        tiny[2].generate([waves[0]], "<|AUDIO|>Transcribe the speech.", method="base", keep_ratio=1.0)
 
 
 def test_unknown_method_and_foreign_flavor_are_rejected(tiny, waves):

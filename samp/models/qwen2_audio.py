@@ -32,6 +32,14 @@ class Qwen2AudioAdapter(Adapter):
                 f"expects {mel_frames}; processor and model do not belong together"
             )
 
+    def check_prompt(self, prompt: str) -> None:
+        # Qwen2-Audio only ever saw its audio between these tags: without them it answers garbage, silently.
+        super().check_prompt(prompt)
+        wrapped = f"<|audio_bos|>{self.placeholder}<|audio_eos|>"
+        if wrapped not in prompt:
+            raise ValueError(f"Qwen2-Audio takes its audio as {wrapped!r} (e.g. '{wrapped}Transcribe the speech.'); "
+                             f"the prompt has {self.placeholder!r} without the tags around it")
+
     def encode(self, audios: Sequence[Any], *, sampling_rate: int = 16000, attention: bool = False) -> AudioTokens:
         input_features, mel_mask = self.features(audios, sampling_rate)
         device, dtype = self.tower.conv1.weight.device, self.tower.conv1.weight.dtype
