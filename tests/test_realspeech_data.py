@@ -140,7 +140,7 @@ def test_asterisk_annotations_are_removed_and_typos_fixed(asterisk):
     assert items["vm-intro"].answer.endswith("press the pound key.")
     assert not any(char in item.answer for item in items.values() for char in "[]()<>")
     assert items["digits/h-40"].answer == "fortieth"
-    assert items["unidentified-no-callback"].answer == "Un-identified or withheld and therefore cannot be called back."
+    assert items["unidentified-no-callback"].answer == "Unidentified or withheld and therefore cannot be called back."
     assert "unmute all" in items["conf-adminmenu-menu8"].answer
     every_word = " ".join(i.answer.lower() for i in items.values())
     assert not any(typo in every_word.split() for typo in REFERENCE_TYPOS)
@@ -198,6 +198,8 @@ def test_a_prompts_split_does_not_depend_on_the_other_files(asterisk, tmp_path):
     ("ten of clubs", "10 of clubs"),                                         # numerals against words
     ("four queen of clubs", "4. Queen of clubs."),
     ("eight of spades four of clubs seven of hearts", "8 of spades, 4 of clubs, 7 of hearts"),
+    ("five five", "5 5"),                                                    # digits read one by one
+    ("nine one one", "9-1-1"),
     ("fortieth", "40th"),                                                    # ordinals
     ("tenth", "10th"),
     ("Press 1 for", "Press one for"),
@@ -210,6 +212,7 @@ def test_a_prompts_split_does_not_depend_on_the_other_files(asterisk, tmp_path):
      "Press star to toggle pause. Press pound to enter a new dictation file name."),
     ("... using your touchtone keypad.", "using your touch-tone keypad"),                     # compounds
     ("To check voice mail for the user", "To check voicemail for the user"),
+    ("When you are muted you can not send audio", "When you are muted, you cannot send audio"),
     ("come straight thru to you", "come straight through to you"),
     ("Please leave your message after the tone. (simple tone sound plays)",                    # annotations
      "Please leave your message after the tone."),

@@ -18,9 +18,11 @@ take the basic path.
 * English keypad and connective symbols are read as spoken before the English normaliser, which would drop them:
   a free-standing ``*`` is "star", ``#`` is "pound" ("number" before a digit), ``&`` is "and" (the telephone
   prompts of Asterisk-en say "press * to ..." where a transcript writes "press star").
-* After it, closed and open spellings of the same compound are unified (:data:`SPELLING_VARIANTS`:
-  "touchtone"/"touch tone", "voicemail"/"voice mail", "thru"/"through"...), both of which the Asterisk-en references
-  use for the same spoken words.
+* After it, digits read one by one are joined into one number whether written as digits or words ("5 5" =
+  "five five" = "55", "9 1 1" = "nine one one" = "911"; Whisper's normaliser joins only the words), and closed and
+  open spellings of the same compound are unified (:data:`SPELLING_VARIANTS`: "touchtone"/"touch tone",
+  "voicemail"/"voice mail", "cannot"/"can not", "thru"/"through"...), both of which the Asterisk-en references use
+  for the same spoken words.
 
 Whisper's English normaliser already reads numerals both ways ("ten of clubs" = "10 of clubs", "fortieth" =
 "40th"), expands contractions ("you're" = "you are") and titles ("Mr." = "mister"), splits hyphenated words
@@ -49,9 +51,11 @@ _NUMBER_SIGN = re.compile(r"#(?=\d)")
 _AMPERSAND = re.compile(r"&")
 SPELLING_VARIANTS = {
     "touchtone": "touch tone", "filename": "file name", "voicemail": "voice mail", "thru": "through",
-    "xray": "x ray",
+    "xray": "x ray", "cannot": "can not",
 }
 _VARIANT = re.compile(r"\b(" + "|".join(SPELLING_VARIANTS) + r")\b")
+# a run of two or more single digits, where Whisper's normaliser writes a lone 1 as "one"
+_DIGIT_RUN = re.compile(r"(?<!\S)(?:[0-9]|one)(?: (?:[0-9]|one))+(?!\S)")
 _CHINESE_ALIASES = {"zh", "cmn", "zho", "chi"}
 _CANTONESE_ALIASES = {"yue"}
 
@@ -118,6 +122,12 @@ def spoken_symbols(text: str) -> str:
     return _AMPERSAND.sub(" and ", text)
 
 
+def join_digit_runs(normalized: str) -> str:
+    """``5 5`` -> ``55``, ``9 one one`` -> ``911``: digits read one by one are one number, as Whisper's normaliser
+    already makes of "five five" and "nine one one"."""
+    return _DIGIT_RUN.sub(lambda match: match.group(0).replace("one", "1").replace(" ", ""), normalized)
+
+
 def unify_spellings(normalized: str) -> str:
     """One spelling per compound of :data:`SPELLING_VARIANTS` in already normalised (lower-case) English."""
     return _VARIANT.sub(lambda match: SPELLING_VARIANTS[match.group(1)], normalized)
@@ -132,7 +142,8 @@ def _to_simplified(text: str) -> str:
 def normalize_stages(text: str, lang: str, flavor: str = "samp") -> dict[str, str]:
     """Every intermediate string, in order: ``remove_special`` then the language's normalisers (keys as in the
     golden data: ``zhconv_zh_cn``, ``english_normalizer``, ``chinese_normalizer``, ``basic_normalizer``; the samp
-    flavour's English adds ``spoken_symbols`` before and ``spelling_variants`` after ``english_normalizer``)."""
+    flavour's English adds ``spoken_symbols`` before and ``digit_runs``, ``spelling_variants`` after
+    ``english_normalizer``)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
     lang = canonical_language(lang, flavor)
@@ -145,6 +156,7 @@ def normalize_stages(text: str, lang: str, flavor: str = "samp") -> dict[str, st
             current = stages["spoken_symbols"] = spoken_symbols(current)
         current = stages["english_normalizer"] = _english()(current)
         if flavor == "samp":
+            current = stages["digit_runs"] = join_digit_runs(current)
             stages["spelling_variants"] = unify_spellings(current)
             return stages
     if lang == "zh":

@@ -18,7 +18,7 @@ has one: ``pls-try-call-later``) and audio files without a transcript line.
 
 What is changed in a reference (the text as shipped stays in ``meta.transcript_as_shipped``): annotations inside a
 spoken prompt are removed (``at [@]`` -> ``at``, ``IAX (note: does not say "2")`` -> ``IAX``, the trailing
-``(simple tone sound plays)``), and six misspellings are corrected (:data:`REFERENCE_TYPOS`), so that a correct
+``(simple tone sound plays)``), and seven misspellings are corrected (:data:`REFERENCE_TYPOS`), so that a correct
 transcript is not scored as an error. The LibriVox line keeps the reader's disfluency ("married a more a amiable
 woman"): the reference says what was spoken; a model that drops the repeated "a" gets one deletion, and because
 every method is scored on the same reference it cancels out of paired method comparisons.
@@ -51,14 +51,15 @@ CI_MIN_SECONDS = 2.0
 CI_ITEMS = 32
 RAW_RATE = 16000  # pocketsphinx's headerless .raw files: 16 kHz mono s16le
 REFERENCE_TYPOS = {
-    "umute": "unmute", "fourtieth": "fortieth", "exclaimation": "exclamation",
+    "un-indentified": "unidentified", "umute": "unmute", "fourtieth": "fortieth", "exclaimation": "exclamation",
     "represenatives": "representatives", "indentified": "identified", "witheld": "withheld",
 }
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|<[^>]*>")
 _POCKETSPHINX_LINE = re.compile(r"^<s>\s+(?P<text>.*?)\s*</s>\s*\((?P<id>[^()\s]+)\)\s*$")
 _ASTERISK_LINE = re.compile(r"^(?P<key>[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*):(?P<text>.*)$")
 _GRAMMAR_RULE = re.compile(r"^\s*public\s+<[^>]+>\s*=\s*(?P<body>[^;]*);")
-_TYPO = re.compile(r"\b(" + "|".join(REFERENCE_TYPOS) + r")\b", re.IGNORECASE)
+_TYPO = re.compile(r"\b(" + "|".join(map(re.escape, sorted(REFERENCE_TYPOS, key=len, reverse=True))) + r")\b",
+                   re.IGNORECASE)
 
 
 @dataclass(frozen=True)
