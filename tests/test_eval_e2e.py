@@ -138,15 +138,16 @@ TRAINED = ROOT / "fixtures" / "speech_tiny" / "model"
 @pytest.mark.skipif(not (TRAINED / "config.json").is_file(),
                     reason="the trained tiny speech LLM (fixtures/speech_tiny/model) is not committed yet")
 def test_scores_of_the_trained_tiny_model_on_a_fixed_set(tmp_path):
-    """The committed 2 M-parameter speech LLM on the first 8 committed test utterances: one word wrong of 35
-    ('koala yogurt valley' → 'koala yogurt olive'), the same in batches as one at a time."""
+    """The committed 2 M-parameter speech LLM on the first 8 committed test utterances: measured one word wrong of
+    35 ('koala yogurt valley' → 'koala yogurt olive'). Bound: at most 2, so a CPU's rounding cannot fail it (the
+    greedy decisions' margins are ≥ 0.38 logits, test_speech_tiny_model) while a model that got worse does."""
     work = tmp_path / "work"
     common = ["--model", str(TRAINED), "--data", str(MANIFEST), "--limit", "8", "--work-dir", str(work),
               "--max-new-tokens", "8", "--batch-size", "4", "--no-progress"]
     assert samp_main(["eval", *common, "--method", "base", "--keep-ratio", "1.0"]) == 0
     assert samp_main(["eval", *common, "--method", "samp", "--keep-ratio", "0.6"]) == 0
     base, compressed = read_records(work / "records.jsonl")
-    assert (base.errors, base.ref_tokens, base.coverage, base.n_items) == (1, 35, 1.0, 8)
+    assert base.errors <= 2 and (base.ref_tokens, base.coverage, base.n_items) == (35, 1.0, 8)
     assert base.ref_tokens == sum(len(json.loads(line)["answer"].split())
                                   for line in MANIFEST.read_text().splitlines()[:8])
     assert compressed.tokens_out < compressed.tokens_in and compressed.coverage == 1.0
