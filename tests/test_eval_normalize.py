@@ -121,7 +121,7 @@ def test_verbalize_number_reads_back(number):
 
 def test_samp_flavour_reads_keypad_symbols_and_unifies_compound_spellings():
     stages = normalize_stages("Press * or # to use your touchtone keypad & voicemail.", "en")
-    assert list(stages) == ["remove_special", "spoken_symbols", "english_normalizer", "digit_runs",
+    assert list(stages) == ["remove_special", "written_forms", "english_normalizer", "digit_runs",
                             "spelling_variants"]
     assert stages["spelling_variants"] == "press star or pound to use your touch tone keypad and voice mail"
     assert normalize("#1 hit", "en") == normalize("number 1 hit", "en")
@@ -129,5 +129,7 @@ def test_samp_flavour_reads_keypad_symbols_and_unifies_compound_spellings():
     assert normalize("dial 1 2 3 4 or 4 6", "en") == normalize("dial one two three four or four six", "en") == (
         "dial 1234 or 46")
     assert normalize("one of 2", "en") == "one of 2"  # a lone one stays a word
+    assert normalize("At 5 P.M. in the U.S.", "en") == normalize("at 5 PM in the US", "en") == "at 5 pm in the us"
+    assert normalize("i.e. Mr. X", "en") == "ie mister x"
     # the evalkit flavour keeps the reference's behaviour: symbols dropped, spellings untouched
     assert normalize("press * for voicemail", "en", flavor="evalkit") == "press for voicemail"

@@ -217,6 +217,7 @@ def test_a_prompts_split_does_not_depend_on_the_other_files(asterisk, tmp_path):
     ("Please leave your message after the tone. (simple tone sound plays)",                    # annotations
      "Please leave your message after the tone."),
     ("at [@]", "at"),
+    ("A.M.", "AM"),                                                          # initialisms
 ])
 def test_english_normaliser_reads_both_spellings_alike(reference, transcript):
     assert tokenize(reference, "en") == tokenize(transcript, "en")

@@ -17,7 +17,8 @@ take the basic path.
   manifest's BCP-47 tag does not silently switch the normaliser.
 * English keypad and connective symbols are read as spoken before the English normaliser, which would drop them:
   a free-standing ``*`` is "star", ``#`` is "pound" ("number" before a digit), ``&`` is "and" (the telephone
-  prompts of Asterisk-en say "press * to ..." where a transcript writes "press star").
+  prompts of Asterisk-en say "press * to ..." where a transcript writes "press star"); dotted initialisms are
+  joined ("A.M." = "AM"), which it would split into letters.
 * After it, digits read one by one are joined into one number whether written as digits or words ("5 5" =
   "five five" = "55", "9 1 1" = "nine one one" = "911"; Whisper's normaliser joins only the words), and closed and
   open spellings of the same compound are unified (:data:`SPELLING_VARIANTS`: "touchtone"/"touch tone",
@@ -49,6 +50,7 @@ _STAR = re.compile(r"(?<!\S)\*(?!\S)")
 _POUND = re.compile(r"(?<!\S)#(?!\S)")
 _NUMBER_SIGN = re.compile(r"#(?=\d)")
 _AMPERSAND = re.compile(r"&")
+_INITIALISM = re.compile(r"(?<![A-Za-z0-9.])(?:[A-Za-z]\.){2,}")
 SPELLING_VARIANTS = {
     "touchtone": "touch tone", "filename": "file name", "voicemail": "voice mail", "thru": "through",
     "xray": "x ray", "cannot": "can not",
@@ -114,8 +116,10 @@ def _zh_tokenizer():
     return TokenizerZh()
 
 
-def spoken_symbols(text: str) -> str:
-    """Free-standing ``*`` -> star, ``#`` -> pound (number before a digit), ``&`` -> and."""
+def written_forms(text: str) -> str:
+    """Free-standing ``*`` -> star, ``#`` -> pound (number before a digit), ``&`` -> and; dotted initialisms joined
+    (``A.M.`` -> ``AM``, which Whisper's normaliser would split into two words)."""
+    text = _INITIALISM.sub(lambda match: match.group(0).replace(".", ""), text)
     text = _STAR.sub(" star ", text)
     text = _POUND.sub(" pound ", text)
     text = _NUMBER_SIGN.sub(" number ", text)
@@ -142,7 +146,7 @@ def _to_simplified(text: str) -> str:
 def normalize_stages(text: str, lang: str, flavor: str = "samp") -> dict[str, str]:
     """Every intermediate string, in order: ``remove_special`` then the language's normalisers (keys as in the
     golden data: ``zhconv_zh_cn``, ``english_normalizer``, ``chinese_normalizer``, ``basic_normalizer``; the samp
-    flavour's English adds ``spoken_symbols`` before and ``digit_runs``, ``spelling_variants`` after
+    flavour's English adds ``written_forms`` before and ``digit_runs``, ``spelling_variants`` after
     ``english_normalizer``)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
@@ -153,7 +157,7 @@ def normalize_stages(text: str, lang: str, flavor: str = "samp") -> dict[str, st
         current = stages["zhconv_zh_cn"] = _to_simplified(current)
     if lang == "en":
         if flavor == "samp":
-            current = stages["spoken_symbols"] = spoken_symbols(current)
+            current = stages["written_forms"] = written_forms(current)
         current = stages["english_normalizer"] = _english()(current)
         if flavor == "samp":
             current = stages["digit_runs"] = join_digit_runs(current)

@@ -25,14 +25,13 @@ every method is scored on the same reference it cancels out of paired method com
 
 Split (deterministic, independent of which other files exist): an Asterisk prompt goes to ``calibration`` when the
 first 64 bits of sha256 of its transcript's words (lower case, letters and digits only) are divisible by 3, else to
-``test`` -- so about a third calibrates and identical transcripts never straddle the two parts (38 texts are
-read in more than one file). The key is the text itself, not the scoring normaliser's output, so the split does
-not move when the normaliser changes. PocketSphinx-en is
-``test`` only: its 11 utterances are the only other voices, and holding them out lets a low-rank encoder calibrated
-on the 8 kHz telephone band be tested on wideband speech. The ``ci`` subset is a fixed sample of ``test``: every
-PocketSphinx-en utterance, and the first :data:`CI_ITEMS` Asterisk test prompts of 2 s or more in sha256 order of
-their keys (any prefix of it is a fixed sample too). Short prompts are kept out of it because single words,
-letters and ordinals carry most of the errors and few frames to compress.
+``test`` -- so about a third calibrates and identical transcripts never straddle the two parts (38 texts are read in
+more than one file). The key is the text itself, not the scoring normaliser's output, so the split does not move
+when the normaliser changes. PocketSphinx-en is ``test`` only: its 11 utterances are the only other voices, and
+holding them out lets a low-rank encoder calibrated on the 8 kHz telephone band be tested on wideband speech. The
+``ci`` subset is a fixed sample of ``test``: every PocketSphinx-en utterance, and the first :data:`CI_ITEMS` Asterisk
+test prompts of 2 s or more in sha256 order of their keys (any prefix of it is a fixed sample too). Short prompts
+are kept out of it because single words, letters and ordinals carry most of the errors and few frames to compress.
 """
 from __future__ import annotations
 
