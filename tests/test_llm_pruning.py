@@ -205,3 +205,70 @@ def test_a_model_without_stock_decoder_layers_is_refused():
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=64))
     with pytest.raises(ValueError, match="no decoder with embed_tokens"):
         prune_in_llm(gpt2, LLMPruning("fastv", keep_ratio=0.5), span=(0, 4))
+
+
+# --- through adapter.generate -----------------------------------------------------------------------------------
+
+PROMPT = "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe:"
+
+
+@pytest.fixture(scope="module")
+def audio_llm():
+    from samp.models import adapter_for
+    from samp.models.tiny import speechlike_waveform, tiny_qwen2_audio
+
+    model, processor = tiny_qwen2_audio(chunk_seconds=4)  # its Qwen2 LM has 2 layers: K = 1
+    return model, adapter_for(model, processor), [speechlike_waveform(2.5, 0), speechlike_waveform(3.3, 1)]
+
+
+@pytest.mark.parametrize("method", ["fastv", "dart-llm"])
+def test_generate_prunes_each_utterance_as_if_alone(audio_llm, method):
+    model, adapter, waves = audio_llm
+    pruning = LLMPruning(method, keep_ratio=0.5, layer=1)
+    together = adapter.generate(waves, PROMPT, method="base", keep_ratio=1.0, llm_pruning=pruning,
+                                max_new_tokens=4, do_sample=False)
+    plain = adapter.generate(waves, PROMPT, method="base", keep_ratio=1.0, max_new_tokens=4, do_sample=False)
+    for b, wave in enumerate(waves):
+        alone = adapter.generate([wave], PROMPT, method="base", keep_ratio=1.0, llm_pruning=pruning,
+                                 max_new_tokens=4, do_sample=False)
+        assert together.sequences[b].tolist() == alone.sequences[0].tolist()
+    assert together.sequences.tolist() != plain.sequences.tolist(), "pruning inside the LLM must change the output"
+
+
+def test_generate_composes_a_post_projector_method_with_in_llm_pruning(audio_llm):
+    model, adapter, waves = audio_llm
+    seen = []
+    with prune_in_llm(model, LLMPruning("fastv", keep_ratio=0.5, layer=1), span=(0, 1)) as probe:
+        pass  # the decoder this finds is the one the adapter's generate hooks
+    handle = probe.decoder.layers[1].register_forward_hook(
+        lambda module, args, out: seen.append((out[0] if isinstance(out, tuple) else out).shape[1]))
+    try:
+        result = adapter.generate([waves[1]], PROMPT, method="divprune", keep_ratio=0.5,
+                                  llm_pruning=LLMPruning("fastv", keep_ratio=0.5, layer=1), max_new_tokens=2,
+                                  do_sample=False)
+    finally:
+        handle.remove()
+    before, after = result.audio_tokens[0]
+    projected = samp.keep_count(before, 0.5)
+    assert after == samp.keep_count(projected, 0.5)  # what the layers from K on see
+    prompt_length = len(adapter.build_inputs(PROMPT, [projected]).input_ids[0])
+    # layer 1 runs on the prompt less the audio tokens FastV dropped from divprune's, then on one decoded token
+    assert seen == [prompt_length - (projected - after), 1]
+
+
+def test_in_llm_methods_are_listed_by_kind_and_refused_by_compress():
+    assert [spec.name for spec in samp.methods.available("in-llm")] == ["fastv", "dart-llm"]
+    assert "fastv" not in [spec.name for spec in samp.methods.available("post-projector")]
+    with pytest.raises(ValueError, match="method 'fastv' prunes inside the LLM"):
+        samp.compress(torch.ones(1, 4, 2), [4], method="fastv", keep_ratio=0.5)
+    with pytest.raises(ValueError, match="unknown kind 'inside'"):
+        samp.methods.available("inside")
+
+
+def test_generate_refuses_bad_in_llm_settings_before_encoding(audio_llm):
+    model, adapter, waves = audio_llm
+    with pytest.raises(ValueError, match="below the LLM's 2 decoder layers; got 2"):
+        adapter.generate(["not audio"], PROMPT, method="fastv", keep_ratio=0.5)  # default K = 2
+    with pytest.raises(ValueError, match="already prunes inside the LLM"):
+        adapter.generate(["not audio"], PROMPT, method="fastv", keep_ratio=0.5,
+                         llm_pruning=LLMPruning("fastv", keep_ratio=0.5, layer=1))

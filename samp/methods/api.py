@@ -40,6 +40,9 @@ def compress(
     need the full attention map).
     """
     spec = check_options(method, keep_ratio, threshold, flavor)
+    if spec.plan is None:
+        raise ValueError(f"method {method!r} prunes inside the LLM ({spec.kind}), not the projected tokens: run it "
+                         f"through adapter.generate(method={method!r}) (samp.models.llm_pruning)")
     keep_ratio = float(keep_ratio)
     if isinstance(frames_per_token, bool) or not isinstance(frames_per_token, int) or frames_per_token < 1:
         raise ValueError(f"frames_per_token must be a positive int; got {frames_per_token!r}")

@@ -15,16 +15,18 @@ def methods_table() -> str:
     from samp.methods.registry import available
 
     specs = available()
-    rows = [("method", "needs", "reference flavours", "summary")]
-    rows += [(spec.name, _needs(spec), "yes" if spec.name in REFERENCE_METHODS else "-", spec.summary)
+    rows = [("method", "kind", "needs", "reference flavours", "summary")]
+    rows += [(spec.name, spec.kind, _needs(spec), "yes" if spec.name in REFERENCE_METHODS else "-", spec.summary)
              for spec in specs]
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths) + "  " + "-" * 7)
     references = [flavor for flavor in FLAVORS if flavor != "samp"]
     lines += [
         "",
-        "needs: what samp.compress must be given besides the tokens (the model adapters capture both).",
+        "needs: what samp.compress must be given besides the tokens (the model adapters capture both). kind: "
+        "post-projector methods compress the projected audio tokens (samp.compress); in-llm methods prune them "
+        "inside the LLM during adapter.generate (samp.models.llm_pruning).",
         "flavours (--flavor): samp (default: the clean algorithm, every method); "
         f"{', '.join(references)} (the SA-MAP reference of that model family, quirks included, for the methods "
         "marked yes; a model takes only its own).",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from samp.methods import baselines
 from samp.methods.batch import Batch, Plan
@@ -11,13 +11,19 @@ from samp.methods.divprune import divprune
 from samp.methods.samp_method import samp
 
 
+# Where a method prunes: on the projected audio tokens, through samp.compress, or inside the LLM before decoder
+# layer K, through hooks during adapter.generate (samp.models.llm_pruning).
+KINDS = ("post-projector", "in-llm")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
     summary: str
     needs_attention: bool
     needs_keys: bool
-    plan: Callable[[Batch], Plan]
+    plan: Optional[Callable[[Batch], Plan]]  # None for in-LLM methods
+    kind: str = "post-projector"
 
 
 _METHODS = (
@@ -48,13 +54,22 @@ _METHODS = (
     MethodSpec("dart", "pivots by L1 norm, each keeps the tokens least similar to it", False, False, dart),
     MethodSpec("dart-attention", "pivots by received attention, each keeps the tokens least similar to it", True,
                False, dart_attention),
+    MethodSpec("fastv", "inside the LLM before layer K=2: the audio tokens the last prompt token attends to most",
+               False, False, None, kind="in-llm"),
+    MethodSpec("dart-llm", "inside the LLM before layer K=2: key-norm pivots (audio and text) keep the tokens least "
+               "similar to them", False, False, None, kind="in-llm"),
 )
 _BY_NAME = {spec.name: spec for spec in _METHODS}
 
 
-def available() -> tuple[MethodSpec, ...]:
-    """Every method, with what it needs (``needs_attention``, ``needs_keys``)."""
-    return _METHODS
+def available(kind: str | None = None) -> tuple[MethodSpec, ...]:
+    """Every method (of ``kind``, one of :data:`KINDS`, when given), with what it needs (``needs_attention``,
+    ``needs_keys``) and where it prunes (``kind``)."""
+    if kind is None:
+        return _METHODS
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; available: {', '.join(KINDS)}")
+    return tuple(spec for spec in _METHODS if spec.kind == kind)
 
 
 def get(name: str) -> MethodSpec:

@@ -5,11 +5,15 @@
     result = adapter.generate([waveform], "<|audio_bos|><|AUDIO|><|audio_eos|>Transcribe:", method="samp",
                               keep_ratio=0.6, max_new_tokens=64, do_sample=False)
     result.texts, result.audio_tokens, result.timings
+    # prune inside the LLM (FastV) what Samp kept after the projector:
+    adapter.generate([waveform], prompt, method="samp", keep_ratio=0.6,
+                     llm_pruning=samp.models.LLMPruning("fastv", keep_ratio=0.5, layer=2))
 """
 from samp.models.base import Adapter, AudioTokens, GenerationResult, KeptAudio, PromptInputs, SpeechProcessor, Timings
+from samp.models.llm_pruning import LLMPruning
 from samp.models.registry import adapter_class, adapter_for, load
 
 __all__ = [
-    "Adapter", "AudioTokens", "GenerationResult", "KeptAudio", "PromptInputs", "SpeechProcessor", "Timings",
-    "adapter_class", "adapter_for", "load",
+    "Adapter", "AudioTokens", "GenerationResult", "KeptAudio", "LLMPruning", "PromptInputs", "SpeechProcessor",
+    "Timings", "adapter_class", "adapter_for", "load",
 ]

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from samp.attention import RecordedAttention
+from samp.methods.counts import keep_count
+from samp.models.llm_pruning import LLMPruning, llm_pruning_hooks
 
 @dataclass(frozen=True)
 class AudioTokens:
@@ -71,7 +73,8 @@ class Timings:
 @dataclass(frozen=True)
 class GenerationResult:
     """sequences: ``[B, T]`` new token ids (finished rows padded with the pad id, as ``generate`` returns them);
-    texts: decoded new tokens without special tokens; audio_tokens: ``(before, after)`` compression per utterance."""
+    texts: decoded new tokens without special tokens; audio_tokens: ``(before, after)`` compression per utterance
+    (with in-LLM pruning, ``after`` counts the audio tokens the layers from ``K`` on see)."""
 
     sequences: torch.Tensor
     texts: list[str]
@@ -329,14 +332,29 @@ class Adapter:
         flavor: str = "samp",
         sampling_rate: int = 16000,
         seed: int = 0,
+        llm_pruning: LLMPruning | None = None,
         **generate_kwargs,
     ) -> GenerationResult:
-        """Encode once, compress, prompt with one placeholder per kept token, and generate (greedy unless told)."""
+        """Encode once, compress, prompt with one placeholder per kept token, and generate (greedy unless told).
+
+        An in-LLM ``method`` (``fastv``, ``dart-llm``: ``samp.methods.available("in-llm")``) keeps every projected
+        token and prunes inside the LLM with its defaults; ``llm_pruning`` sets its options, and combined with a
+        post-projector ``method`` prunes inside the LLM what that method kept. In-LLM pruning generates one
+        utterance at a time (as FastV and DART do) and needs a DynamicCache."""
         import samp
 
         self.check_prompt(prompt)
         self.check_flavor(flavor)
         spec = samp.methods.get(method)
+        if spec.kind == "in-llm":
+            if llm_pruning is not None:
+                raise ValueError(f"method {method!r} already prunes inside the LLM; pass llm_pruning= with a "
+                                 "post-projector method (or method='base', keep_ratio=1.0)")
+            llm_pruning = LLMPruning(method, keep_ratio)
+            method, keep_ratio, spec = "base", 1.0, samp.methods.get("base")
+        elif llm_pruning is not None and not isinstance(llm_pruning, LLMPruning):
+            raise ValueError(f"llm_pruning must be a samp.models.LLMPruning; got {type(llm_pruning).__name__}")
+        pruning_hooks = None if llm_pruning is None else llm_pruning_hooks(self.model, llm_pruning)
         started = time.perf_counter()
         tokens = self.encode(audios, sampling_rate=sampling_rate, attention=spec.needs_attention)
         encoded = time.perf_counter()
@@ -346,10 +364,15 @@ class Adapter:
         inputs = self.build_inputs(prompt, counts)
         rows = self._scatter_rows(inputs, kept.rows)
         compressed_at = time.perf_counter()
-        sequences, prefill_done = self._generate_with_rows(inputs, rows, generate_kwargs)
+        if pruning_hooks is None:
+            sequences, prefill_done = self._generate_with_rows(inputs, rows, generate_kwargs)
+        else:
+            sequences, prefill_done = self._generate_pruned(inputs, rows, generate_kwargs, pruning_hooks)
         finished = time.perf_counter()
         texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=True)
         before = [int(n) for n in tokens.lengths.tolist()]
+        if llm_pruning is not None:
+            counts = [keep_count(int(k), llm_pruning.keep_ratio) for k in counts]
         return GenerationResult(
             sequences=sequences,
             texts=texts,
@@ -371,6 +394,28 @@ class Adapter:
         for b, utterance_rows in enumerate(kept_rows):
             rows[b, inputs.audio_rows[b].to(first.device)] = utterance_rows
         return rows.to(embedding.weight.dtype)
+
+    def _generate_pruned(self, inputs: PromptInputs, rows: torch.Tensor, generate_kwargs: dict, hooks):
+        """One utterance at a time (padding dropped), pruned inside the LLM over its audio span. The prefill end
+        returned is where the prefills would have ended had they run back to back."""
+        started = time.perf_counter()
+        prefill, outputs = 0.0, []
+        for b in range(inputs.input_ids.shape[0]):
+            valid = inputs.attention_mask[b].bool()
+            item = PromptInputs(input_ids=inputs.input_ids[b:b + 1, valid],
+                                attention_mask=inputs.attention_mask[b:b + 1, valid],
+                                audio_rows=inputs.audio_rows[b:b + 1, valid])
+            audio = torch.nonzero(item.audio_rows[0]).squeeze(1)
+            began = time.perf_counter()
+            with hooks(span=(int(audio[0]), int(audio[-1]) + 1)):
+                sequence, prefill_done = self._generate_with_rows(item, rows[b:b + 1, valid], generate_kwargs)
+            prefill += (prefill_done or time.perf_counter()) - began
+            outputs.append(sequence)
+        width = max(sequence.shape[1] for sequence in outputs)
+        sequences = torch.full((len(outputs), width), self.pad_token_id, dtype=outputs[0].dtype)
+        for b, sequence in enumerate(outputs):
+            sequences[b, :sequence.shape[1]] = sequence[0]
+        return sequences, started + prefill
 
     def _generate_with_rows(self, inputs: PromptInputs, rows: torch.Tensor, generate_kwargs: dict):
         device = self.model.get_input_embeddings().weight.device

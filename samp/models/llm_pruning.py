@@ -89,6 +89,13 @@ def _check_hookable(decoder: nn.Module, layer: int) -> None:
             f"{', '.join(missing + ([] if rotary else ['apply_rotary_pos_emb in its module']))}")
 
 
+def llm_pruning_hooks(model: nn.Module, pruning: LLMPruning):
+    """``span → prune_in_llm(model, pruning, span=span)``, once ``model`` is known to be hookable (checked here,
+    before any audio is encoded)."""
+    prune_in_llm(model, pruning, span=(0, 1))
+    return lambda span: prune_in_llm(model, pruning, span=span)
+
+
 def _cache_of(kwargs: dict):
     for name in ("cache", "past_key_values", "past_key_value"):
         if kwargs.get(name) is not None:
