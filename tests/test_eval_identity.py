@@ -80,3 +80,36 @@ def test_another_model_of_the_same_name_is_refused_in_a_used_run_folder(tmp_path
     assert main(["eval", "--model", str(other), *common]) == 2
     assert "holds results of another model named 'speech_tiny'" in capsys.readouterr().err
     assert len(read_records(work / "records.jsonl")) == 1
+
+
+# --- matching in the benchmark suite: the gate and the history ---------------------------------------------------
+def _observation(value, model_fingerprint, time="2026-11-01T00:00:00Z", **changes):
+    from bench_records import record
+    from samp.bench.observations import observation_from_record
+
+    return observation_from_record(record(value, time=time, model_fingerprint=model_fingerprint,
+                                          dataset_fingerprint="d" * 12, **changes))
+
+
+def test_the_gate_compares_only_results_of_the_same_model_and_data():
+    from samp.bench.gate import compare_to_run
+
+    reference = [_observation(0.10, "a" * 12)]
+    (same,) = compare_to_run([_observation(0.30, "a" * 12)], reference, tolerance=0.005)
+    assert same.verdict == "regressed"
+    other = compare_to_run([_observation(0.30, "b" * 12)], reference, tolerance=0.005)
+    assert sorted(m.verdict for m in other) == ["missing", "new"]
+    # a record from before fingerprints matches by name, as it always did
+    (legacy,) = compare_to_run([_observation(0.30, None)], reference, tolerance=0.005)
+    assert legacy.verdict == "regressed"
+
+
+def test_another_model_under_the_same_name_starts_its_own_history():
+    from samp.bench.history import build_history
+
+    observations = [_observation(0.10, "a" * 12, "2026-11-01T00:00:00Z"),
+                    _observation(0.30, "b" * 12, "2026-11-02T00:00:00Z"),
+                    _observation(0.102, "a" * 12, "2026-11-03T00:00:00Z")]
+    first, second = build_history(observations, tolerance=0.005)
+    assert [p.observation.value for p in first.points] == [0.10, 0.102] and not first.regressions
+    assert [p.observation.value for p in second.points] == [0.30]

@@ -65,12 +65,18 @@ def _pair(current: dict[ResultKey, Observation], reference: dict[ResultKey, tupl
 
 
 def compare_to_run(current: Iterable[Observation], reference: Iterable[Observation], tolerance: float) -> list[Movement]:
-    """Against a saved run; ``tolerance`` is absolute, as a fraction (0.005 = half a WER point)."""
+    """Against a saved run; ``tolerance`` is absolute, as a fraction (0.005 = half a WER point). A result whose
+    model or data fingerprint differs from the reference's is about something else: ``missing`` and ``new``."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     reference_latest = latest_by_key(reference)
-    return _pair(latest_by_key(current),
-                 {key: (obs.metric, obs.value, tolerance) for key, obs in reference_latest.items()})
+    current_latest = latest_by_key(current)
+    movements = _pair({key: obs for key, obs in current_latest.items()
+                       if key not in reference_latest or obs.same_content_as(reference_latest[key])},
+                      {key: (obs.metric, obs.value, tolerance) for key, obs in reference_latest.items()})
+    movements += [Movement(key, obs.metric, None, obs.value, 0.0, obs.ci, "new") for key, obs in current_latest.items()
+                  if key in reference_latest and not obs.same_content_as(reference_latest[key])]
+    return movements
 
 
 def compare_to_budgets(current: Iterable[Observation], budgets: BudgetTable, *,

@@ -1,5 +1,6 @@
 """History: every run's records in one JSONL file (runs append), read back as one series per
-model × method × keep ratio × dataset × subset, ordered by time, with regressions flagged.
+model × method × keep ratio × dataset × subset (and model and data fingerprint: another checkpoint or manifest under
+the same names starts its own series), ordered by time, with regressions flagged.
 
 A point is flagged when it is worse than the previous point of its series by more than the tolerance and the
 previous value lies outside the point's confidence interval (the same rule as the gate, see :func:`judge`).
@@ -40,11 +41,11 @@ def build_history(observations: Iterable[Observation], tolerance: float) -> list
     are missing; ISO-8601 timestamps sort correctly as text."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    grouped: dict[ResultKey, list[tuple[int, Observation]]] = {}
+    grouped: dict[tuple, list[tuple[int, Observation]]] = {}
     for position, observation in enumerate(observations):
-        grouped.setdefault(observation.key, []).append((position, observation))
+        grouped.setdefault((observation.key, *observation.fingerprints), []).append((position, observation))
     series = []
-    for key, items in grouped.items():
+    for (key, *_), items in grouped.items():
         metrics = {observation.metric for _, observation in items}
         if len(metrics) > 1:
             raise ValueError(f"{key.label()}: records mix metrics {sorted(metrics)}")

@@ -32,6 +32,16 @@ class Observation:
     git_sha: str | None = None
     timestamp: str | None = None
     device: str | None = None
+    model_fingerprint: str | None = None    # samp.eval.identity; None in records that predate it
+    dataset_fingerprint: str | None = None
+
+    @property
+    def fingerprints(self) -> tuple[str | None, str | None]:
+        return (self.model_fingerprint, self.dataset_fingerprint)
+
+    def same_content_as(self, other: "Observation") -> bool:
+        """False only when both know a fingerprint and they differ: another model or other data under one name."""
+        return all(a is None or b is None or a == b for a, b in zip(self.fingerprints, other.fingerprints))
 
     @property
     def ci(self) -> tuple[float, float] | None:
@@ -90,6 +100,8 @@ def observation_from_record(record: Record | Mapping[str, Any]) -> Observation:
         git_sha=record.git_sha,
         timestamp=record.time,
         device=record.device,
+        model_fingerprint=record.model_fingerprint,
+        dataset_fingerprint=record.dataset_fingerprint,
     )
 
 
