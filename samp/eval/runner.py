@@ -439,6 +439,8 @@ def prompt_for(adapter, spec: DatasetSpec, item: ManifestItem) -> str:
     Qwen2-Audio (base) and Kimi-Audio get the reference's layouts; a family whose processor has a chat template gets
     one user turn (audio, then the instruction) rendered by it; otherwise the placeholder precedes the instruction.
     """
+    if adapter.family == "whisper":  # an encoder-decoder transcriber: no instruction (its prompt is previous text)
+        return ""
     text = task_prompt(spec, adapter.family, item.question)
     if adapter.family == "qwen2_audio":
         return f"<|audio_bos|>{adapter.placeholder}<|audio_eos|>{text}"
@@ -472,7 +474,13 @@ def semantic_ids_of(item: ManifestItem) -> list[int]:
 
 
 def check_items(adapter, datasets: Sequence[tuple[DatasetSpec, Sequence[ManifestItem]]]) -> None:
-    """Refuse up front what would make every item fail: Kimi-Audio items without their speech tokens."""
+    """Refuse up front what would make every item fail: Kimi-Audio items without their speech tokens, Whisper on
+    anything but transcription in a language its checkpoint has."""
+    if adapter.family == "whisper":
+        for spec, _ in datasets:
+            if spec.task != "asr":
+                raise ValueError(f"Whisper only transcribes; dataset {spec.name} is a {spec.task} task")
+            adapter.check_language(spec.lang, "transcribe")
     if not needs_semantic_ids(adapter):
         return
     for spec, items in datasets:
@@ -510,8 +518,12 @@ def adapter_inference(adapter, config: RunConfig, *, max_new_tokens: int = 256) 
             extra = {}
             if needs_semantic_ids(adapter):
                 extra["semantic_ids"] = [semantic_ids_of(items[p]) for p in positions]
+            if adapter.family == "whisper":  # no instruction; the dataset's language picks the language token
+                prompt_arg, extra["language"] = None, spec.lang
+            else:
+                prompt_arg = prompt
             result = adapter.generate(
-                audios, prompt, method=config.method, keep_ratio=config.keep_ratio, threshold=config.threshold,
+                audios, prompt_arg, method=config.method, keep_ratio=config.keep_ratio, threshold=config.threshold,
                 flavor=config.flavor, sampling_rate=adapter.sampling_rate, seed=config.seed,
                 max_new_tokens=max_new_tokens, do_sample=False, **extra,
             )

@@ -387,13 +387,18 @@ def generation_config(weights: WhisperWeights, tokens: SpecialTokens):
     return GenerationConfig(**fields)
 
 
-def whisper_processor(directory: Path, num_mel_bins: int):
-    """A ``WhisperProcessor`` built from the packaged ``tokenizer.json`` and a default feature extractor (16 kHz,
-    hop 160, 30 s windows): no download."""
+def whisper_processor(directory: Path, weights: WhisperWeights):
+    """A ``WhisperProcessor`` built from the packaged ``tokenizer.json`` and Whisper's feature extractor (16 kHz,
+    hop 160, the window the encoder's positions cover: 30 s for every released checkpoint): no download."""
     from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer
 
     tokenizer = WhisperTokenizer(tokenizer_file=str(directory / "tokenizer.json"))
-    feature_extractor = WhisperFeatureExtractor(feature_size=num_mel_bins, return_attention_mask=True)
+    # 2 mel frames per encoder position, 100 mel frames per second
+    seconds, leftover = divmod(weights.max_source_positions, 50)
+    if leftover:
+        raise ValueError(f"{weights.max_source_positions} encoder positions are not a whole number of seconds")
+    feature_extractor = WhisperFeatureExtractor(feature_size=weights.num_mel_bins, chunk_length=seconds,
+                                                return_attention_mask=True)
     return WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
 
 
@@ -422,7 +427,7 @@ def load_ctranslate2_whisper(directory: str | Path, *, dtype=None, device: str |
         model = model.to(dtype)
     if device is not None:
         model = model.to(device)
-    return model, whisper_processor(directory, weights.num_mel_bins)
+    return model, whisper_processor(directory, weights)
 
 
 def convert(source: str | Path, out_dir: str | Path) -> Path:

@@ -63,8 +63,12 @@ def _checkpoint_config(model_dir: Path) -> tuple[Path, dict]:
 def adapter_class(model_dir: str | Path) -> type[Adapter]:
     """The adapter class that will serve the checkpoint in ``model_dir``, read from its ``config.json`` alone (no
     weights load), so options that depend on the model family are checked before the expensive load."""
+    from samp.models.ctranslate2_whisper import looks_like_ctranslate2
+
     config_path, raw = _checkpoint_config(Path(model_dir))
-    if "kimia_adaptor_input_dim" in raw:
+    if looks_like_ctranslate2(model_dir):
+        name = "WhisperForConditionalGeneration"
+    elif "kimia_adaptor_input_dim" in raw:
         name = "KimiAudioLite"
     else:
         architectures = raw.get("architectures") or []
