@@ -136,3 +136,9 @@ def test_generate_batch_equals_each_utterance_alone(family, waves, method):
         assert together.audio_tokens[b] == alone.audio_tokens[0]
         if adapter.family != "qwen3_asr":  # Qwen3-ASR pads the mel to the batch's longest clip: its tokens differ
             assert together.sequences[b, :alone.sequences.shape[1]].tolist() == alone.sequences[0].tolist()
+
+
+def test_kimi_audio_refuses_in_llm_methods_before_encoding():
+    model, processor = tiny.tiny_kimi_audio()
+    with pytest.raises(ValueError, match="'fastv' prunes inside the LLM, which the Kimi-Audio adapter does not"):
+        adapter_for(model, processor).generate(["not audio"], "q<audio>", method="fastv", keep_ratio=0.5)

@@ -218,6 +218,10 @@ class KimiAudioAdapter(Adapter):
         self.check_prompt(prompt)
         self.check_flavor(flavor)
         spec = samp.methods.get(method)
+        if spec.kind != "post-projector":
+            raise ValueError(f"method {method!r} prunes inside the LLM, which the Kimi-Audio adapter does not support "
+                             "yet (its trunk generates from summed audio and text embeddings); use a post-projector "
+                             "method")
         speech_tokenizer = getattr(self.processor, "speech_tokenizer", None)
         if semantic_ids is None and speech_tokenizer is not None:
             semantic_ids = [list(speech_tokenizer(audio)) for audio in audios]
