@@ -180,15 +180,16 @@ class prune_in_llm:
                              f"{type(cache).__name__}")
         self._length, self._prefill = hidden.shape[1], True
         cos, sin = kwargs["position_embeddings"]
-        rows = slice(-1, None) if (self.pruning.method == "fastv" and self.pruning.rows == "last") else slice(None)
-        queries, keys = _rotated_queries_keys(module, hidden, cos, sin, rows)
         if self.pruning.method == "fastv":
+            rows = slice(-1, None) if self.pruning.rows == "last" else slice(None)
+            queries, keys = _rotated_queries_keys(module, hidden, cos, sin, rows)
             logits = (queries.float() @ keys.float().transpose(-1, -2)) * module.scaling  # [1, H, Q, L]
-            if rows == slice(None):  # every query row: causal
+            if self.pruning.rows == "mean":  # every query row: causal
                 causal = torch.ones(logits.shape[-2:], dtype=torch.bool, device=logits.device).triu(1)
                 logits = logits.masked_fill(causal, float("-inf"))
             self._scores = torch.softmax(logits, dim=-1)[0]
         else:
+            _, keys = _rotated_queries_keys(module, hidden, cos, sin, None)
             self._keys = keys[0].transpose(0, 1).reshape(self._length, -1)  # [L, H·d]
         return None
 
@@ -227,20 +228,25 @@ class prune_in_llm:
 
 
 def _rotated_queries_keys(attention: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                          rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-    """Post-RoPE queries of ``hidden[:, rows]`` ``[B, H, Q, d]`` and keys of every token, repeated for GQA
-    ``[B, H, L, d]``, as the stock attention computes them."""
+                          rows: slice | None) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Post-RoPE queries of ``hidden[:, rows]`` ``[B, H, Q, d]`` (None without ``rows``) and keys of every token,
+    repeated for GQA ``[B, H, L, d]``, as the stock attention computes them."""
     rotate = sys.modules[type(attention).__module__].apply_rotary_pos_emb
     batch, length, _ = hidden.shape
     dim = attention.head_dim
+    keys = attention.k_proj(hidden).view(batch, length, -1, dim).transpose(1, 2)
+    if hasattr(attention, "k_norm"):
+        keys = attention.k_norm(keys)
+    keys = rotate(keys, keys, cos, sin)[0]
+    heads = attention.q_proj.out_features // dim
+    keys = keys.repeat_interleave(heads // keys.shape[1], dim=1)
+    if rows is None:
+        return None, keys
     picked = hidden[:, rows]
     queries = attention.q_proj(picked).view(batch, picked.shape[1], -1, dim).transpose(1, 2)
-    keys = attention.k_proj(hidden).view(batch, length, -1, dim).transpose(1, 2)
     if hasattr(attention, "q_norm"):
-        queries, keys = attention.q_norm(queries), attention.k_norm(keys)
-    queries = rotate(queries, queries, cos[:, rows], sin[:, rows])[0]
-    keys = rotate(keys, keys, cos, sin)[0]
-    return queries, keys.repeat_interleave(queries.shape[1] // keys.shape[1], dim=1)
+        queries = attention.q_norm(queries)
+    return rotate(queries, queries, cos[:, rows], sin[:, rows])[0], keys
 
 
 def _gathered(kwargs: dict, kept: torch.Tensor) -> dict:
