@@ -18,12 +18,13 @@ take the basic path.
 * English keypad and connective symbols are read as spoken before the English normaliser, which would drop them:
   a free-standing ``*`` is "star", ``#`` is "pound" ("number" before a digit), ``&`` is "and" (the telephone
   prompts of Asterisk-en say "press * to ..." where a transcript writes "press star"); dotted initialisms are
-  joined ("A.M." = "AM"), which it would split into letters.
+  joined ("A.M." = "AM") and a hyphen after a prefix is dropped ("De-activated" = "deactivated", "re-record" =
+  "rerecord"), which it would split.
 * After it, digits read one by one are joined into one number whether written as digits or words ("5 5" =
   "five five" = "55", "9 1 1" = "nine one one" = "911"; Whisper's normaliser joins only the words), and closed and
   open spellings of the same compound are unified (:data:`SPELLING_VARIANTS`: "touchtone"/"touch tone",
-  "voicemail"/"voice mail", "cannot"/"can not", "thru"/"through"...), both of which the Asterisk-en references use
-  for the same spoken words.
+  "voicemail"/"voice mail", "cannot"/"can not", "login"/"log in", "thru"/"through"...), both of which the
+  Asterisk-en references or Whisper use for the same spoken words.
 
 Whisper's English normaliser already reads numerals both ways ("ten of clubs" = "10 of clubs", "fortieth" =
 "40th"), expands contractions ("you're" = "you are") and titles ("Mr." = "mister"), splits hyphenated words
@@ -51,9 +52,11 @@ _POUND = re.compile(r"(?<!\S)#(?!\S)")
 _NUMBER_SIGN = re.compile(r"#(?=\d)")
 _AMPERSAND = re.compile(r"&")
 _INITIALISM = re.compile(r"(?<![A-Za-z0-9.])(?:[A-Za-z]\.){2,}")
+_PREFIX_HYPHEN = re.compile(r"\b(co|de|non|pre|re|un)-(?=[a-z])", re.IGNORECASE)
 SPELLING_VARIANTS = {
     "touchtone": "touch tone", "filename": "file name", "voicemail": "voice mail", "thru": "through",
-    "xray": "x ray", "cannot": "can not",
+    "xray": "x ray", "cannot": "can not", "login": "log in", "blacklist": "black list", "uppercase": "upper case",
+    "lowercase": "lower case",
 }
 _VARIANT = re.compile(r"\b(" + "|".join(SPELLING_VARIANTS) + r")\b")
 # a run of two or more single digits, where Whisper's normaliser writes a lone 1 as "one"
@@ -118,8 +121,10 @@ def _zh_tokenizer():
 
 def written_forms(text: str) -> str:
     """Free-standing ``*`` -> star, ``#`` -> pound (number before a digit), ``&`` -> and; dotted initialisms joined
-    (``A.M.`` -> ``AM``, which Whisper's normaliser would split into two words)."""
+    (``A.M.`` -> ``AM``) and a hyphen after a prefix dropped (``re-record`` -> ``rerecord``), both of which Whisper's
+    normaliser would split into two words."""
     text = _INITIALISM.sub(lambda match: match.group(0).replace(".", ""), text)
+    text = _PREFIX_HYPHEN.sub(r"\1", text)
     text = _STAR.sub(" star ", text)
     text = _POUND.sub(" pound ", text)
     text = _NUMBER_SIGN.sub(" number ", text)
