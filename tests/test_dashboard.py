@@ -89,7 +89,7 @@ def test_cli_writes_a_self_contained_page(history_file, tmp_path, capsys):
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     kinds = re.findall(r'<svg class="plot" data-kind="([a-z-]+)"', page)
     assert kinds.count("pareto-kept") == 2 and kinds.count("pareto-prefill") == 2  # WER and accuracy
-    assert kinds.count("heatmap") == 2 and kinds.count("assignment") == 1
+    assert kinds.count("heatmap") == 2 and kinds.count("assignment") == 1 and kinds.count("stage-times") == 2
     assert kinds.count("history") == 7 * 2 - 1 + 7 * 2 - 1  # base once, six methods at two ratios, per metric
 
 
@@ -108,10 +108,10 @@ def test_published_points_and_heatmap_values():
     budgets = load_budgets(default_budget_dir())
     page = render_dashboard(observations, budgets=budgets)
     assert "samp published" in page and "base published" in page
-    # The heat map shows samp at keep 0.6 on test_clean relative to base, from the last run.
+    # The heat map shows samp at keep 0.6 on test_clean minus base, in points, from the last run.
     latest = {(o.key.method, o.key.keep_ratio, o.key.subset): o.value for o in observations}
-    expected = (latest[("samp", 0.6, "test_clean")] - latest[("base", 1.0, "test_clean")]) / latest[("base", 1.0, "test_clean")]
-    assert f"samp r0.6 / LibriSpeech/test_clean: {100 * expected:+.1f}%" in page
+    expected = 100 * (latest[("samp", 0.6, "test_clean")] - latest[("base", 1.0, "test_clean")])
+    assert f"samp r0.6 / LibriSpeech/test_clean: {expected:+.2f} pts" in page
     without = render_dashboard(observations)
     assert "published" not in without
 
@@ -144,3 +144,74 @@ def test_bad_inputs_are_named(tmp_path):
     history = tmp_path / "h.jsonl"
     history.write_text("{broken\n")
     assert samp.cli.main(["dashboard", str(history), "--out", str(tmp_path / "site")]) == 2
+
+
+def _observations(**changes):
+    return [observation_from_record(r) for r in history_records(**changes)]
+
+
+def test_every_method_has_its_own_colour_and_marker_and_base_is_a_reference_line():
+    page = render_dashboard(_observations())
+    chart = page.split('data-kind="pareto-kept"')[1].split("</svg>")[0]
+    entries = re.findall(r'<g class="legend-entry" data-colour="([^"]+)" data-marker="([^"]+)">.*?'
+                         r'class="legend">([^<]+)</text>', chart)
+    methods = [label for _, _, label in entries]
+    assert "base" not in methods and len(methods) >= 6
+    assert len({hue for hue, _, _ in entries}) == len(entries), "a colour per method"
+    assert len({shape for _, shape, _ in entries}) == min(len(entries), 7)
+    assert 'class="reference"' in chart and "base (uncompressed)" in chart
+    # the same method keeps its colour and marker in every chart
+    prefill = page.split('data-kind="pareto-prefill"')[1].split("</svg>")[0]
+    assert re.findall(r'data-colour="([^"]+)" data-marker="([^"]+)"', prefill) == [(h, m) for h, m, _ in entries]
+
+
+def test_seventeen_methods_never_share_a_colour():
+    from samp.bench.svg import colour, marker
+
+    names = [spec.name for spec in samp.methods.available() if spec.name != "base"]
+    assert len({colour(i) for i in range(len(names))}) == len(names)
+    assert len({(colour(i), marker(i)) for i in range(133)}) == 133
+
+
+def test_heat_map_is_in_points_with_a_legend_and_explains_blank_cells():
+    observations = _observations()
+    page = render_dashboard(observations)
+    heat = page.split('data-kind="heatmap"')[1].split("</svg>")[0]
+    assert "minus base, points (red = worse)" in heat
+    assert 'class="heat-legend"' in heat and "pts (better)" in heat and "pts (worse)" in heat
+    assert "blank: not measured, or no base run on that set" in heat
+    assert "%" not in re.sub(r"<title>.*?</title>", "", heat), "cells show points, not relative percent"
+
+
+def test_table_of_exact_numbers_and_coverage_flag():
+    records = history_records()
+    records[-1] = Record(**{**records[-1].to_dict(), "n_failed": 50, "coverage": 0.975})
+    observations = [observation_from_record(r) for r in records]
+    page = render_dashboard(observations)
+    wer_table, accuracy_table = [part.split("</table>")[0] for part in page.split('<table class="numbers">')[1:]]
+    table = accuracy_table  # the last record is an accuracy one
+    header = re.findall(r"<th>([^<]+)</th>", table)
+    assert header == ["method", "keep", "dataset", "metric", "score %", "95% CI", "coverage %", "items",
+                      "tokens in → out", "kept %", "compress ms", "prefill ms"]
+    last = observations[-1]
+    assert f"<td>{last.key.method}</td><td>{last.key.keep_ratio:g}</td>" in table
+    assert f"{100 * last.value:.2f}" in table and "⚠ 97.5" in table and "⚠" not in wer_table
+    assert 'class="coverage-warning"' in page and "1 result(s) with coverage below 100 %" in page
+    clean = render_dashboard(_observations())
+    assert 'class="coverage-warning"' not in clean
+
+
+def test_compression_time_is_drawn_beside_prefill_time():
+    page = render_dashboard(_observations())
+    chart = page.split('data-kind="stage-times"')[1].split("</svg>")[0]
+    assert "compress (ms per utterance)" in chart and "prefill (ms per utterance)" in chart
+    # make_record: compress_s 0.5 s and prefill_s 20·(0.2 + 0.8·keep) s over 2000 items
+    assert "samp r0.6: compress 0.25 ms per utterance" in chart
+    assert f"samp r0.6: prefill {1000 * 20.0 * (0.2 + 0.8 * 0.6) / 2000:.3g} ms per utterance" in chart
+
+
+def test_history_only_where_there_is_history():
+    one_run = [o for o in _observations() if o.git_sha == RUNS[0][0]]
+    page = render_dashboard(one_run)
+    assert 'data-kind="history"' not in page and 'class="note history-none"' in page
+    assert 'data-kind="history"' in render_dashboard(_observations())

@@ -55,12 +55,31 @@ def test_dashboard_renders_in_headless_chromium(browser, tmp_path):
         return Array.from(document.querySelectorAll('svg.plot')).map(svg => {
             const box = svg.getBoundingClientRect();
             return {kind: svg.dataset.kind, width: box.width, height: box.height,
-                    marks: svg.querySelectorAll('circle, rect.cell, rect.token, path.series').length};
+                    marks: svg.querySelectorAll(
+                        '.marker, circle, rect.cell, rect.token, rect.bar, path.series').length};
         });""")
     kinds = {plot["kind"] for plot in plots}
-    assert kinds == {"pareto-kept", "pareto-prefill", "heatmap", "history", "assignment"}
+    assert kinds == {"pareto-kept", "pareto-prefill", "heatmap", "stage-times", "history", "assignment"}
     for plot in plots:
         assert plot["width"] > 200 and plot["height"] > 50 and plot["marks"] > 0, plot
+    # what a reader needs, as laid out: legends with distinct colours, the heat-map legend, the table of numbers
+    layout = browser.execute_script("""
+        const visible = el => { const b = el.getBoundingClientRect(); return b.width > 0 && b.height > 0; };
+        const kept = document.querySelector('svg[data-kind="pareto-kept"]');
+        const entries = Array.from(kept.querySelectorAll('g.legend-entry[data-colour]:not(.published)'));
+        const drawn = entries.map(g => getComputedStyle(g.querySelector('.marker')).stroke);
+        const table = document.querySelector('table.numbers');
+        return {legend: entries.filter(visible).length, colours: drawn, references: kept.querySelectorAll(
+                    'line.reference').length,
+                heatLegend: Array.from(document.querySelectorAll('g.heat-legend')).filter(visible).length,
+                tableRows: table ? table.querySelectorAll('tr').length : 0,
+                tableWidth: table ? table.getBoundingClientRect().width : 0,
+                titlesFit: Array.from(document.querySelectorAll('svg.plot')).every(svg => {
+                    const title = svg.querySelector('text.title');
+                    return title.getComputedTextLength() + title.getBBox().x <= svg.viewBox.baseVal.width; })};""")
+    assert layout["legend"] >= 6 and len(set(layout["colours"])) == len(layout["colours"]), layout
+    assert layout["references"] == 1 and layout["heatLegend"] == 2, layout
+    assert layout["tableRows"] > 10 and layout["tableWidth"] > 600 and layout["titlesFit"], layout
     errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
     assert errors == []
 

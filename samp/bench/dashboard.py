@@ -2,10 +2,12 @@
 records history.
 
 Per model and metric (WER/CER or accuracy): a Pareto plot of the score against kept tokens and against prefill
-time (one line per method, the published points of the budget files overlaid as open diamonds), a method ×
-dataset heat map of relative degradation against the uncompressed run, and the history over runs of every
-method × keep ratio with regressions ringed in red. Optionally, pictures of which tokens utterances kept and merged
-(from ``Compressed.assignment``).
+time (one line per method, each method with its own colour and marker, the uncompressed ``base`` run as a dashed
+reference line, the published points of the budget files as open markers), a method × dataset heat map of the
+difference to ``base`` in percentage points with its colour legend, compression time beside prefill time, a table
+of the exact numbers (score, CI, coverage flagged below 100 %, tokens kept, stage times), and, where a series has
+more than one run, its history with regressions ringed in red. Optionally, pictures of which tokens utterances kept
+and merged (from ``Compressed.assignment``).
 """
 from __future__ import annotations
 
@@ -18,7 +20,17 @@ from typing import Mapping, Sequence
 from samp.bench.budgets import BudgetTable, ResultKey, metric_family_of
 from samp.bench.history import Series, build_history
 from samp.bench.observations import Observation, latest_by_key
-from samp.bench.svg import Line, assignment_strip, colour, heatmap, line_chart
+from samp.bench.svg import (
+    REFERENCE_COLOUR,
+    Line,
+    Reference,
+    assignment_strip,
+    bar_pairs,
+    colour,
+    heatmap,
+    line_chart,
+    marker,
+)
 
 BASE_METHOD = "base"
 _STYLE = """
@@ -34,6 +46,8 @@ svg .series { fill: none; stroke-width: 1.8; } svg .regression { fill: none; str
 svg .empty { fill: #f6f6f6; stroke: #fff; } svg .cell { stroke: #fff; }
 table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid #ddd; padding: 3px 8px; }
 th { background: #f3f3f3; } .bad { color: #c00; font-weight: 600; } .note { color: #666; font-size: 12px; }
+table.numbers td.number { text-align: right; font-variant-numeric: tabular-nums; }
+.coverage-warning { background: #fff4f4; border-left: 3px solid #c00; padding: 4px 8px; }
 """
 
 
@@ -71,6 +85,12 @@ def _common_datasets(latest: Sequence[Observation]) -> tuple[set[str], bool]:
     return set().union(*by_group.values()), False
 
 
+def _style(method: str, methods: list[str]) -> tuple[str, str]:
+    """A method's colour and marker, the same in every chart; ``base`` is the grey reference, not a series."""
+    index = [m for m in methods if m != BASE_METHOD].index(method)
+    return colour(index), marker(index)
+
+
 def _pareto(model: str, family: str, latest: Sequence[Observation], budgets: BudgetTable | None,
             methods: list[str]) -> list[str]:
     datasets, comparable = _common_datasets(latest)
@@ -78,14 +98,19 @@ def _pareto(model: str, family: str, latest: Sequence[Observation], budgets: Bud
     y_label = ("mean WER/CER %" if family == "error_rate" else "mean accuracy %") + f" over {len(datasets)} set(s)"
     kept_lines, prefill_lines = [], []
     published_lines: list[Line] = []
-    base = [g for g in groups if g.method == BASE_METHOD]
+    kept_references, prefill_references = [], []
+    for group in (g for g in groups if g.method == BASE_METHOD and g.keep_ratio == 1.0):
+        score = 100 * _mean([o.value for o in group.observations])
+        kept_references.append(Reference(f"{BASE_METHOD} (uncompressed) {score:.2f}", score))
+        prefill_references.append(kept_references[-1])
+        prefill = [o.seconds_per_item("prefill") for o in group.observations]
+        if all(p is not None for p in prefill):
+            prefill_references.append(Reference(f"{BASE_METHOD} prefill {1000 * _mean(prefill):.3g} ms",
+                                                1000 * _mean(prefill), axis="x"))
     for method in methods:
         mine = sorted((g for g in groups if g.method == method), key=lambda g: g.keep_ratio)
-        if not mine:
+        if not mine or method == BASE_METHOD:
             continue
-        # Every method at keep ratio 1 is the uncompressed model: end each line there.
-        if method != BASE_METHOD and mine[-1].keep_ratio < 1.0:
-            mine += base
         kept_points, prefill_points = [], []
         for group in mine:
             score = 100 * _mean([o.value for o in group.observations])
@@ -95,10 +120,10 @@ def _pareto(model: str, family: str, latest: Sequence[Observation], budgets: Bud
             prefill = [o.seconds_per_item("prefill") for o in group.observations]
             if all(p is not None for p in prefill):
                 prefill_points.append((1000 * _mean(prefill), score))
-        index = methods.index(method)
-        kept_lines.append(Line(method, tuple(kept_points), colour(index)))
-        if prefill_points:
-            prefill_lines.append(Line(method, tuple(sorted(prefill_points)), colour(index)))
+        hue, shape = _style(method, methods)
+        kept_lines.append(Line(method, tuple(kept_points), hue, marker=shape))
+        if prefill_points:  # in keep-ratio order, like the kept-tokens line
+            prefill_lines.append(Line(method, tuple(prefill_points), hue, marker=shape))
     if budgets is not None:
         for method in methods:
             rows = [b for b in budgets.select(model=model, method=method, metric_family=family)
@@ -110,15 +135,19 @@ def _pareto(model: str, family: str, latest: Sequence[Observation], budgets: Bud
             points = tuple((ratio, _mean(values)) for ratio, values in sorted(by_ratio.items())
                            if len(values) == len(datasets))
             if points:
-                published_lines.append(Line(f"{method} published", points, colour(methods.index(method)),
-                                            hollow=True, draw_line=False))
+                hue, shape = (REFERENCE_COLOUR, "circle") if method == BASE_METHOD else _style(method, methods)
+                published_lines.append(Line(f"{method} published", points, hue, hollow=True, draw_line=False,
+                                            marker=shape))
+    charts = []
     # Published first so this run's points are drawn on top of the seed's.
-    charts = [line_chart(published_lines + kept_lines, title=f"{model}: score vs kept tokens",
-                         x_label="kept tokens (fraction of input)", y_label=y_label, kind="pareto-kept")]
+    if kept_lines or published_lines:
+        charts.append(line_chart(published_lines + kept_lines, title=f"{model}: score vs kept tokens",
+                                 x_label="kept tokens (fraction of input)", y_label=y_label, kind="pareto-kept",
+                                 references=kept_references, x_span=(0.0, 1.0)))
     if prefill_lines:
         charts.append(line_chart(prefill_lines, title=f"{model}: score vs prefill time",
                                  x_label="prefill ms per utterance (mean over sets)", y_label=y_label,
-                                 kind="pareto-prefill"))
+                                 kind="pareto-prefill", references=prefill_references))
     if not comparable:
         charts.append('<p class="note">No dataset was measured by every method × ratio: '
                       'averages span different sets.</p>')
@@ -140,16 +169,81 @@ def _heatmap(model: str, family: str, latest: Sequence[Observation], methods: li
         line = []
         for column in columns:
             value, reference = values_by.get((method, ratio, column)), base.get(column)
-            if value is None or not reference:
+            if value is None or reference is None:
                 line.append(None)
                 continue
-            change = (value - reference) / reference
-            line.append(change if family == "error_rate" else -change)
+            # Percentage points, positive = worse: a relative change blows up against a 1.56 % base.
+            points = 100 * (value - reference)
+            line.append(points if family == "error_rate" else -points)
         matrix.append(line)
     spread = max((abs(v) for line in matrix for v in line if v is not None), default=0.0)
+    what = "WER/CER" if family == "error_rate" else "accuracy"
     return heatmap([f"{method} r{ratio:g}" for method, ratio in rows], columns, matrix,
-                   title=f"{model}: relative degradation vs {BASE_METHOD} (red = worse)", kind="heatmap",
-                   scale=spread or 1.0)
+                   title=f"{model}: {what} minus {BASE_METHOD}, points (red = worse)", kind="heatmap",
+                   scale=spread or 1.0, blank_note=f"blank: not measured, or no {BASE_METHOD} run on that set")
+
+
+def _milliseconds(observation: Observation, stage: str) -> float | None:
+    seconds = observation.seconds_per_item(stage)
+    return None if seconds is None else 1000 * seconds
+
+
+def _stage_times(model: str, latest: Sequence[Observation], methods: list[str]) -> str | None:
+    """Compression beside prefill, per method × keep ratio (mean ms per utterance over its sets)."""
+    groups: dict[tuple[str, float], list[Observation]] = {}
+    for observation in latest:
+        groups.setdefault((observation.key.method, observation.key.keep_ratio), []).append(observation)
+    rows, values = [], []
+    for (method, ratio) in sorted(groups, key=lambda row: (methods.index(row[0]), row[1])):
+        pair = []
+        for stage in ("compress", "prefill"):
+            times = [_milliseconds(o, stage) for o in groups[(method, ratio)]]
+            pair.append(_mean(times) if times and all(t is not None for t in times) else None)
+        if pair != [None, None]:
+            rows.append(f"{method} r{ratio:g}")
+            values.append(tuple(pair))
+    if not rows:
+        return None
+    return bar_pairs(rows, values, title=f"{model}: compression vs prefill time", kind="stage-times",
+                     names=("compress", "prefill"), unit="ms per utterance")
+
+
+def _percent(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _numbers_table(latest: Sequence[Observation], methods: list[str]) -> str:
+    """The exact numbers behind the charts, one row per result; coverage below 100 % is flagged."""
+    header = ("method", "keep", "dataset", "metric", "score %", "95% CI", "coverage %", "items", "tokens in → out",
+              "kept %", "compress ms", "prefill ms")
+    rows = []
+    for o in sorted(latest, key=lambda o: (methods.index(o.key.method), -o.key.keep_ratio, _data_label(o.key))):
+        ci = "-" if o.ci is None else f"{_percent(o.ci[0])}–{_percent(o.ci[1])}"
+        low_coverage = o.coverage is not None and o.coverage < 1.0
+        coverage = (f'<td class="number bad" title="failed items count as errors">⚠ {_percent(o.coverage, 1)}</td>'
+                    if low_coverage else f'<td class="number">{_percent(o.coverage, 1)}</td>')
+        tokens = "-" if o.tokens_in is None or o.tokens_out is None else f"{o.tokens_in:,.0f} → {o.tokens_out:,.0f}"
+        times = [_milliseconds(o, stage) for stage in ("compress", "prefill")]
+        cells = [escape(o.key.method), f"{o.key.keep_ratio:g}", escape(_data_label(o.key)), escape(o.metric)]
+        numbers = [_percent(o.value), ci]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells)
+                    + "".join(f'<td class="number">{cell}</td>' for cell in numbers) + coverage
+                    + f'<td class="number">{o.n_items if o.n_items is not None else "-"}</td>'
+                    + f'<td class="number">{tokens}</td><td class="number">{_percent(o.kept_fraction, 1)}</td>'
+                    + "".join(f'<td class="number">{"-" if t is None else f"{t:.3g}"}</td>' for t in times)
+                    + "</tr>")
+    return ('<table class="numbers"><tr>' + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>"
+            + "".join(rows) + "</table>")
+
+
+def _coverage_warning(latest: Sequence[Observation]) -> str | None:
+    low = [o for o in latest if o.coverage is not None and o.coverage < 1.0]
+    if not low:
+        return None
+    shown = ", ".join(f"{o.key.method} r{o.key.keep_ratio:g} {_data_label(o.key)} ({_percent(o.coverage, 1)} %)"
+                      for o in low[:5]) + (" …" if len(low) > 5 else "")
+    return (f'<p class="coverage-warning">⚠ {len(low)} result(s) with coverage below 100 %: their failed items count '
+            f'as errors, so the scores are not comparable with complete runs: {escape(shown)}.</p>')
 
 
 def _run_label(observation: Observation) -> str:
@@ -234,10 +328,24 @@ def render_dashboard(observations: Sequence[Observation], *, budgets: BudgetTabl
             heat = _heatmap(model, family, family_latest, methods)
             if heat is not None:
                 body.append(heat)
-            body.append("</div><h3>history</h3><div class=\"grid\">")
-            body.extend(_history(model, [s for s in series if s.key.model == model
-                                         and metric_family_of(s.metric) == family], methods))
+            stages = _stage_times(model, family_latest, methods)
+            if stages is not None:
+                body.append(stages)
             body.append("</div>")
+            warning = _coverage_warning(family_latest)
+            if warning is not None:
+                body.append(warning)
+            body.append("<h3>the numbers</h3>" + _numbers_table(family_latest, methods))
+            # History only where there is some: a series measured in one run has nothing to draw over time.
+            with_history = [s for s in series if s.key.model == model and metric_family_of(s.metric) == family
+                            and len(s.points) > 1]
+            if with_history:
+                body.append("<h3>history</h3><div class=\"grid\">")
+                body.extend(_history(model, with_history, methods))
+                body.append("</div>")
+            else:
+                body.append('<p class="note history-none">History: every result here was measured in one run; '
+                            'the history over runs appears once a result has been measured again.</p>')
         body.append("</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
