@@ -27,9 +27,11 @@ except ModuleNotFoundError:  # Python 3.10
 import samp
 import samp.models
 from samp.bench.budgets import load_budgets
+from samp.bench.flops import prefill_flops
 from samp.eval.identity import manifest_dataset, model_identity
 from samp.eval.manifest import load_manifest
-from samp.eval.runner import RunConfig, adapter_inference, collect_predictions, dataset_dir, evaluate
+from samp.eval.runner import RunConfig, adapter_inference, collect_predictions, dataset_dir, evaluate, prompt_for
+from samp.models import LLMPruning
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "fixtures" / "speech_tiny" / "model"
@@ -65,6 +67,18 @@ def cases() -> list[tuple[str, float]]:
             for ratio in KEEP_RATIOS]
     out += [(spec.name, ratio) for spec in samp.methods.available("in-llm") for ratio in IN_LLM_KEEP_RATIOS]
     return out
+
+
+def prefill_flops_share(adapter, spec, items, method, rows) -> float:
+    """The LLM's prefill FLOPs (FastV's formula, samp.bench.flops) over all utterances, as a share of base's: what
+    makes an in-LLM method comparable with a post-projector one."""
+    config = adapter.model.config.text_config
+    dims = (config.num_hidden_layers, config.hidden_size, config.intermediate_size)
+    text = len(adapter.build_inputs(prompt_for(adapter, spec, items[0]), [1]).input_ids[0]) - 1
+    in_llm = samp.methods.get(method).kind == "in-llm"
+    layer = LLMPruning(method, 1.0).layer if in_llm else 0
+    spent = sum(prefill_flops(*dims, text + row["tokens_in"], text + row["tokens_out"], layer) for row in rows)
+    return spent / sum(prefill_flops(*dims, text + row["tokens_in"]) for row in rows)
 
 
 class EncodeOnce:
@@ -118,6 +132,7 @@ def test_speech_tiny_wer(method, keep_ratio, speech_tiny, benchmark, samp_record
     rows = collect_predictions(dataset_dir(tmp_path, config, spec), items)
     assert [row["tokens_out"] for row in rows] == [samp.keep_count(row["tokens_in"], keep_ratio) for row in rows]
     assert record.tokens_out == sum(row["tokens_out"] for row in rows)
+    benchmark.extra_info["prefill_flops_share"] = prefill_flops_share(adapter, spec, items, method, rows)
     bound = bounds[(method, keep_ratio)]
     assert record.value <= bound, (
         f"speech_tiny {method} keep {keep_ratio}: WER {100 * record.value:.2f}% "
