@@ -222,6 +222,7 @@ def test_a_prompts_split_does_not_depend_on_the_other_files(asterisk, tmp_path):
     ("press 3 to rerecord your message", "Press 3 to re-record your message."),
     ("Agent login.", "Agent log in."),
     ("removed from the blacklist", "removed from the black list"),
+    ("the user's mail box can't accept", "The user's mailbox cannot accept"),
 ])
 def test_english_normaliser_reads_both_spellings_alike(reference, transcript):
     assert tokenize(reference, "en") == tokenize(transcript, "en")

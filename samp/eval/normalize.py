@@ -56,7 +56,7 @@ _PREFIX_HYPHEN = re.compile(r"\b(co|de|non|pre|re|un)-(?=[a-z])", re.IGNORECASE)
 SPELLING_VARIANTS = {
     "touchtone": "touch tone", "filename": "file name", "voicemail": "voice mail", "thru": "through",
     "xray": "x ray", "cannot": "can not", "login": "log in", "blacklist": "black list", "uppercase": "upper case",
-    "lowercase": "lower case",
+    "lowercase": "lower case", "mailbox": "mail box",
 }
 _VARIANT = re.compile(r"\b(" + "|".join(SPELLING_VARIANTS) + r")\b")
 # a run of two or more single digits, where Whisper's normaliser writes a lone 1 as "one"
