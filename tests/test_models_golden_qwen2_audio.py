@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from golden_checks import assert_close_to_scale, assert_dpp_set_after_a_first_pick, row_indices
 from samp.models import adapter_for
+from samp.models.base import prefill_embedding_override
 from samp.models.tiny import canonical_name, load_weights_, tiny_qwen2_audio
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
@@ -81,10 +82,31 @@ def assert_rows_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     assert_close_to_scale(actual, expected, ROW_SCALE_TOLERANCE)
 
 
-def replayed_tokens(adapter, rows: torch.Tensor) -> list[int]:
+# Greedy steps whose top-two logits are closer than this are decided by round-off: the replayed goldens have three
+# (margins 5.6e-5, 3.5e-4 and 8.9e-4: cdpruner@0.6 on both waves, A-ToMe+DPP@0.5/t0.6 on wav1); every other decision
+# has a margin of at least 5.4e-3.
+NEAR_TIE = 2e-3
+
+
+def assert_replay_gives_golden_tokens(adapter, rows: torch.Tensor, expected: list[int]) -> None:
+    """Greedy decoding from ``rows`` gives the golden tokens; where a step is a near-tie (margin < ``NEAR_TIE``) the
+    golden token must be our runner-up there, and the steps after it, which follow from that decision, are not
+    compared."""
     inputs = adapter.build_inputs(GOLDEN["prompt"], [rows.shape[0]])
-    new_tokens, _ = adapter._generate_with_rows(inputs, adapter._scatter_rows(inputs, (rows,)), GOLDEN["generate_kwargs"])
-    return new_tokens[0].tolist()
+    embeddings = adapter.model.get_input_embeddings()
+    with torch.no_grad(), prefill_embedding_override(embeddings, inputs.input_ids, inputs.audio_rows,
+                                                     adapter._scatter_rows(inputs, (rows,))):
+        out = adapter.model.generate(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask,
+                                     output_scores=True, return_dict_in_generate=True, **GOLDEN["generate_kwargs"])
+    tokens = out.sequences[0, inputs.input_ids.shape[1]:].tolist()
+    for step, (ours, golden) in enumerate(zip(tokens, expected)):
+        if ours != golden:
+            top = out.scores[step][0].topk(2)
+            margin = float(top.values[0] - top.values[1])
+            assert margin < NEAR_TIE and int(top.indices[1]) == golden, (
+                f"step {step}: token {ours} instead of the golden {golden} (top-two margin {margin:.2g})")
+            return
+    assert len(tokens) == len(expected)
 
 
 ROUND_OFF_DECIDED = {"cdpruner"}
@@ -106,7 +128,7 @@ def test_reference_flavour_reproduces_rows_and_tokens(eager, encoded, config, wa
                           threshold=entry["threshold"], flavor="qwen2_audio")
     assert kept.counts == [expected["K"]]
     assert_rows_close(kept.rows[0], GOLDEN_ROWS[f"{config}/{wave}/audio_embeds"])
-    assert replayed_tokens(eager, kept.rows[0]) == expected["new_tokens"]
+    assert_replay_gives_golden_tokens(eager, kept.rows[0], expected["new_tokens"])
 
 
 @pytest.mark.parametrize("config, wave", CDPRUNER_CASES, ids=[f"{c}-{w[:4]}" for c, w in CDPRUNER_CASES])
@@ -140,7 +162,7 @@ def test_cdpruner_picks_after_the_first(eager, encoded, config, wave):
     golden_set = row_indices(golden_rows, features)
     assert_rows_close(features[golden_set], golden_rows)
     assert_dpp_set_after_a_first_pick(cosine_matrix(features), golden_set)
-    assert replayed_tokens(eager, features[golden_set]) == expected["new_tokens"]
+    assert_replay_gives_golden_tokens(eager, features[golden_set], expected["new_tokens"])
 
 
 def test_sdpa_model_gives_the_reference_tokens_end_to_end():
