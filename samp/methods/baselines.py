@@ -52,7 +52,7 @@ def random(batch: Batch) -> Plan:
     """``counts[b]`` tokens drawn uniformly without replacement; the same ``seed`` and length give the same draw,
     whatever else is in the batch."""
     keep = torch.zeros_like(batch.valid)
-    for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
+    for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         generator = torch.Generator().manual_seed(batch.seed)
         keep[b, torch.randperm(length, generator=generator)[:count].to(keep.device)] = True
     return _keep_mask_plan(batch, keep)
@@ -60,12 +60,14 @@ def random(batch: Batch) -> Plan:
 
 def cdpruner(batch: Batch) -> Plan:
     """Diversity only: greedy DPP with kernel = cosine similarity. The first pick is token 0 (all relevances tie)."""
-    return _keep_mask_plan(batch, greedy_dpp(batch.unit, batch.valid, batch.counts))
+    return _keep_mask_plan(batch, greedy_dpp(batch.unit, batch.valid, batch.counts, steps=max(batch.host_counts)))
 
 
 def cdpruner_attention(batch: Batch) -> Plan:
     """Greedy DPP with kernel ``diag(ρ) S diag(ρ)``, ρ = self-attention."""
-    return _keep_mask_plan(batch, greedy_dpp(batch.unit, batch.valid, batch.counts, batch.self_attention))
+    return _keep_mask_plan(
+        batch, greedy_dpp(batch.unit, batch.valid, batch.counts, batch.self_attention, max(batch.host_counts))
+    )
 
 
 def vispruner(batch: Batch) -> Plan:
@@ -73,25 +75,28 @@ def vispruner(batch: Batch) -> Plan:
 
     The diverse half repeats the reference's de-duplication rounds — split the remaining list alternately into
     ``a``/``b``, drop the (at most 4) ``a`` tokens most similar to some ``b`` token — but re-sorts the list
-    temporally each round and computes the similarity matrix once, not once per round.
+    temporally each round and computes the similarity matrix once, not once per round. Every size here follows
+    from the host counts (the attended half holds exactly ``round_half_up(T/2)`` valid tokens), so the rounds run
+    without reading the device; only which tokens drop depends on the data.
     """
     important = _top(batch.received, batch.valid, (batch.counts + 1) // 2)
     keep = important.clone()
-    for b in range(batch.features.shape[0]):
-        remaining = torch.nonzero(batch.valid[b] & ~important[b]).squeeze(1)
-        target = int(batch.counts[b]) - int(important[b].sum())
+    for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
+        attended = (count + 1) // 2
+        target = count - attended
+        remaining = torch.nonzero_static(batch.valid[b] & ~important[b], size=length - attended)[:, 0]
         similarity = batch.unit[b, remaining] @ batch.unit[b, remaining].T
         alive = torch.arange(remaining.numel(), device=remaining.device)
         while alive.numel() > target:
-            drop = min(4, alive.numel() - target)
             a, b_side = alive[0::2], alive[1::2]
             if b_side.numel():
                 redundancy = similarity[a][:, b_side].amax(dim=1)
             else:
                 redundancy = torch.zeros(a.numel(), device=a.device)
-            drop = min(drop, a.numel())
-            dropped = a[ranks_descending(redundancy) < drop]
-            alive = alive[~torch.isin(alive, dropped)]
+            drop = min(4, alive.numel() - target, a.numel())
+            survives = torch.ones(alive.numel(), dtype=torch.bool, device=alive.device)
+            survives[0::2] = ranks_descending(redundancy) >= drop
+            alive = alive[torch.nonzero_static(survives, size=alive.numel() - drop)[:, 0]]
         keep[b, remaining[alive]] = True
     return _keep_mask_plan(batch, keep)
 
@@ -105,11 +110,14 @@ def visionzip(batch: Batch) -> Plan:
     mean of inputs).
     """
     keys = unit_rows(batch.stats.token_keys)
-    slots = torch.full(batch.valid.shape, -1, dtype=torch.long, device=batch.valid.device)
-    for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
+    device = batch.valid.device
+    slots = torch.full(batch.valid.shape, -1, dtype=torch.long, device=device)
+    for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         contextual = 0 if count < 2 else min(max(1, (length * 5 + 50) // 100), count - 1)
-        dominant = _top(batch.received[b : b + 1], batch.valid[b : b + 1], torch.tensor([count - contextual]))[0]
-        candidates = torch.nonzero(batch.valid[b] & ~dominant).squeeze(1)
+        dominant = _top(batch.received[b : b + 1], batch.valid[b : b + 1],
+                        torch.tensor([count - contextual], device=device))[0]
+        # exactly count − contextual tokens dominate, so the rest has a size the host knows
+        candidates = torch.nonzero_static(batch.valid[b] & ~dominant, size=length - count + contextual)[:, 0]
         owner = torch.arange(batch.valid.shape[1], device=candidates.device)  # token → token whose slot it joins
         if contextual:
             picks = torch.arange(contextual) * candidates.numel() // contextual
@@ -120,10 +128,9 @@ def visionzip(batch: Batch) -> Plan:
         if contextual:
             kept[targets] = True
         slot_of_kept = torch.cumsum(kept.long(), dim=0) - 1
-        item = slot_of_kept[owner]
-        item[~batch.valid[b]] = -1
+        item = slot_of_kept[owner].masked_fill(~batch.valid[b], -1)
         if not contextual:
-            item[~kept] = -1
+            item = item.masked_fill(~kept, -1)
         slots[b] = item
     return Plan(slots=slots, weights=_ones(batch))
 
@@ -150,12 +157,13 @@ def fastadasp_attention(batch: Batch) -> Plan:
 def _prune_groups(batch: Batch, ids: torch.Tensor) -> Plan:
     """Greedy DPP over attention-weighted group means, relevance = mean self-attention of the group."""
     groups = (ids.amax(dim=1) + 1).clamp_min(0)
-    num_groups = int(groups.max())
+    # the device path cannot read the group count: it pads the groups to one per token
+    num_groups = ids.shape[1] if batch.device_path else int(groups.max())
     merged, _ = weighted_slots(batch.features, ids, batch.received, num_groups)
     members = segment_sum(batch.valid.float(), ids, num_groups).clamp_min(1)
     relevance = segment_sum(batch.self_attention, ids, num_groups) / members
     group_valid = torch.arange(num_groups, device=ids.device)[None, :] < groups[:, None]
-    keep = greedy_dpp(merged, group_valid, batch.counts, relevance)
+    keep = greedy_dpp(merged, group_valid, batch.counts, relevance, max(batch.host_counts))
     return Plan(slots=slots_from_groups(ids, keep), weights=batch.received)
 
 
@@ -176,7 +184,7 @@ def _pair_rounds(batch: Batch, weights: torch.Tensor, limit_by_threshold: bool) 
     cosine exceeds ``threshold``.
     """
     ids_out = torch.full(batch.valid.shape, -1, dtype=torch.long, device=batch.valid.device)
-    for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
+    for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         ids = torch.arange(length, device=batch.valid.device)
         units = length
         while units > count:
@@ -188,15 +196,15 @@ def _pair_rounds(batch: Batch, weights: torch.Tensor, limit_by_threshold: bool) 
             cosine = (vectors[0 : 2 * pairs : 2] * vectors[1 : 2 * pairs : 2]).sum(-1)
             merges = min(units - count, pairs)
             if limit_by_threshold:
-                merges = min(merges, int((cosine > batch.threshold).sum()))
-            if merges == 0:
-                break
-            merge_pair = ranks_descending(cosine) < merges
+                # how many pass is data: kept as a tensor (no read-back), and this is the last round anyway
+                merge_pair = ranks_descending(cosine) < torch.clamp((cosine > batch.threshold).sum(), max=merges)
+            else:
+                merge_pair = ranks_descending(cosine) < merges
             starts = torch.ones(units, dtype=torch.bool, device=ids.device)
             starts[1 : 2 * pairs : 2] = ~merge_pair
             new_of_old = torch.cumsum(starts.long(), dim=0) - 1
             ids = new_of_old[ids]
-            units = int(new_of_old[-1]) + 1
+            units -= merges
             if limit_by_threshold:
                 break
         ids_out[b, :length] = ids

@@ -6,7 +6,7 @@ from functools import cached_property
 
 import torch
 
-from samp.methods.primitives import unit_rows, valid_mask
+from samp.methods.primitives import on_device, unit_rows, valid_mask
 from samp.methods.stats import AttentionStats
 
 
@@ -25,6 +25,14 @@ class Batch:
     seed: int
     stats: AttentionStats | None
     pivots: int  # DART's pivot tokens per utterance
+    # lengths and counts as host ints: loops and output sizes use these, so the device path never reads a tensor back
+    host_lengths: tuple[int, ...]
+    host_counts: tuple[int, ...]
+
+    @property
+    def device_path(self) -> bool:
+        """Whether the method must keep its work on the device (see :func:`samp.methods.primitives.on_device`)."""
+        return on_device(self.features)
 
     @cached_property
     def valid(self) -> torch.Tensor:

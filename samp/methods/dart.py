@@ -34,7 +34,7 @@ def dart_attention(batch: Batch) -> Plan:
 
 def _dart(batch: Batch, scores: torch.Tensor) -> Plan:
     keep = torch.zeros_like(batch.valid)
-    for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
+    for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         keep[b, dart_keep(batch.features[b, :length], scores[b, :length], count, batch.pivots)] = True
     return _keep_mask_plan(batch, keep)
 
@@ -50,7 +50,7 @@ def dart_keep(rows: torch.Tensor, scores: torch.Tensor, count: int, pivots: int 
     kept = torch.zeros(n, dtype=torch.bool, device=rows.device)
     kept[pivot_ids] = True
     take_least_similar(rows[pivot_ids], rows, kept, count - pivots)
-    return torch.nonzero(kept).squeeze(1)
+    return torch.nonzero_static(kept, size=count)[:, 0]  # exactly count are kept: no read-back for the size
 
 
 def take_least_similar(pivot_rows: torch.Tensor, rows: torch.Tensor, kept: torch.Tensor, remaining: int) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from samp.methods.baselines import _keep_mask_plan
 from samp.methods.batch import Batch, Plan
-from samp.methods.primitives import gram, inverse_norms
+from samp.methods.primitives import gram, inverse_norms, on_device
 
 # Up to this many tokens the n×n cosine matrix is built once (64 MiB in float32 at 4096); above it, rows are
 # computed as needed so that memory stays O(n·C) — five minutes of Qwen2-Audio audio is 7,500 tokens (225 MB).
@@ -26,7 +26,7 @@ ROW_CHUNK = 512
 
 def divprune(batch: Batch) -> Plan:
     keep = torch.zeros_like(batch.valid)
-    for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
+    for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         keep[b, divprune_order(batch.features[b, :length], count)] = True
     return _keep_mask_plan(batch, keep)
 
@@ -45,8 +45,8 @@ def divprune_order(rows: torch.Tensor, count: int, full_matrix_up_to: int = FULL
         cosine.fill_diagonal_(float("-inf"))  # a token is not its own nearest neighbour
         nearest = cosine.amax(dim=1)
 
-        def row(i: int) -> torch.Tensor:
-            return cosine[i]
+        def row(i):
+            return cosine[i] if isinstance(i, int) else cosine.index_select(0, i)[0]
     else:
         nearest = torch.empty(n, device=rows.device)
         for start in range(0, n, ROW_CHUNK):
@@ -55,11 +55,15 @@ def divprune_order(rows: torch.Tensor, count: int, full_matrix_up_to: int = FULL
             block.diagonal(offset=start).fill_(float("-inf"))
             nearest[start : start + block.shape[0]] = block.amax(dim=1)
 
-        def row(i: int) -> torch.Tensor:
-            return (rows @ rows[i]).mul_(scale).mul_(scale[i])
+        def row(i):
+            if isinstance(i, int):
+                return (rows @ rows[i]).mul_(scale).mul_(scale[i])
+            return (rows @ rows.index_select(0, i)[0]).mul_(scale).mul_(scale.index_select(0, i))
 
     # The most isolated token first: the smallest cosine to its nearest other token. argmin returns the first
     # minimum, so ties go to the lowest index.
+    if on_device(rows):
+        return _picks_on_device(nearest, row, count)
     pick = int(nearest.argmin())
     picks = [pick]
     closest = row(pick).clone()  # each token's largest cosine to the kept set; +inf once kept
@@ -70,3 +74,20 @@ def divprune_order(rows: torch.Tensor, count: int, full_matrix_up_to: int = FULL
         torch.maximum(closest, row(pick), out=closest)
         closest[pick] = float("inf")  # a maximum never lowers an entry, so earlier picks stay at +inf
     return torch.tensor(picks, dtype=torch.long, device=rows.device)
+
+
+def _picks_on_device(nearest: torch.Tensor, row, count: int) -> torch.Tensor:
+    """The same greedy picks with every pick left on the device (a ``[1]`` index tensor): no read-back per step.
+    The count steps stay sequential — each pick depends on the running maxima the previous ones left."""
+    inf = torch.tensor([float("inf")], device=nearest.device)
+    picks = torch.empty(count, dtype=torch.long, device=nearest.device)
+    pick = nearest.argmin().view(1)
+    picks[0:1] = pick
+    closest = row(pick).clone()
+    closest.index_copy_(0, pick, inf)
+    for step in range(1, count):
+        pick = closest.argmin().view(1)
+        picks[step : step + 1] = pick
+        torch.maximum(closest, row(pick), out=closest)
+        closest.index_copy_(0, pick, inf)
+    return picks

@@ -6,6 +6,10 @@ inputs assigned to it" holds by construction for every method.
 """
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import torch
 
@@ -16,6 +20,28 @@ EXHAUSTED_SHARE = 1e-5
 # gram(): row blocks, and the size from which blocking beats one product (measured on one CPU thread)
 GRAM_BLOCKS = 4
 GRAM_BLOCKED_FROM = 256
+
+
+_FORCE_DEVICE_PATH = contextvars.ContextVar("samp_force_device_path", default=False)
+
+
+def on_device(tensor: torch.Tensor) -> bool:
+    """Whether the methods take their device path for ``tensor``: every non-CPU tensor, and CPU tensors inside
+    :func:`device_path`. The device path keeps all work on the tensor's device and reads nothing back to the host
+    (host loops run over sizes known before the work starts); the CPU path keeps whatever is fastest on a CPU
+    (numpy loops included)."""
+    return tensor.device.type != "cpu" or _FORCE_DEVICE_PATH.get()
+
+
+@contextmanager
+def device_path() -> Iterator[None]:
+    """Run the methods' device path on CPU tensors too: how tests check it against the CPU path and count its host
+    synchronisations, and how benchmarks time it, on a machine without an accelerator."""
+    token = _FORCE_DEVICE_PATH.set(True)
+    try:
+        yield
+    finally:
+        _FORCE_DEVICE_PATH.reset(token)
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -97,6 +123,10 @@ def weighted_sum(features: torch.Tensor, ids: torch.Tensor, weights: torch.Tenso
     makes no weighted copy of the input, whose fresh pages cost more than the sums on a CPU (and one block-diagonal
     product for the whole batch ran slower than the loop).
     """
+    if on_device(features):
+        # Sparse products need the kept tokens' indices on the host; one scatter-add of weighted rows does not.
+        # Padding rows (possibly NaN) carry id -1 and land in the bin segment_sum cuts off.
+        return segment_sum(features * weights.to(features.dtype)[..., None], ids, num_segments)
     batch, n, channels = features.shape
     out = features.new_zeros(batch, num_segments, channels)
     for b in range(batch):
@@ -133,10 +163,13 @@ def greedy_dpp(
     valid: torch.Tensor,
     counts: torch.Tensor,
     relevance: torch.Tensor | None = None,
+    steps: int | None = None,
 ) -> torch.Tensor:
     """Greedy DPP MAP on a padded batch: candidate rows ``[B, M, C]`` (cosine similarity), valid ``[B, M]``, counts
     ``[B]``, relevance ``[B, M]`` or None. Returns a ``[B, M]`` mask of exactly ``counts[b]`` distinct valid
-    candidates per row."""
+    candidates per row. ``steps``: the largest count when the host knows it (the device path's loop length)."""
+    if on_device(rows):
+        return greedy_dpp_device(rows, valid, counts, relevance, steps)
     sizes = valid.sum(1).tolist()
     picks = greedy_dpp_items(
         [dpp_kernel(rows[b, :size], None if relevance is None else relevance[b, :size])
@@ -147,6 +180,81 @@ def greedy_dpp(
     for b, item_picks in enumerate(picks):
         selected[b, torch.as_tensor(item_picks, dtype=torch.long, device=valid.device)] = True
     return selected
+
+
+def greedy_dpp_device(
+    rows: torch.Tensor,
+    valid: torch.Tensor,
+    counts: torch.Tensor,
+    relevance: torch.Tensor | None = None,
+    steps: int | None = None,
+) -> torch.Tensor:
+    """:func:`greedy_dpp` without leaving the device: the kernel of the whole padded batch in one batched product and
+    the greedy loop in torch. ``steps`` (a host int, at least ``counts.max()``) defaults to the number of
+    candidate slots, so that no count is read back; callers pass the largest count they know on the host."""
+    kernels, diags = dpp_kernels_batched(rows, valid, relevance)
+    steps = rows.shape[1] if steps is None else steps
+    picks = greedy_picks_device(kernels, diags, valid, steps)
+    wanted = torch.arange(steps, device=rows.device)[None, :] < counts.to(rows.device)[:, None]
+    selected = torch.zeros(valid.shape, dtype=torch.long, device=rows.device)
+    selected.scatter_add_(1, picks, wanted.long())
+    return selected > 0
+
+
+def dpp_kernels_batched(
+    rows: torch.Tensor, valid: torch.Tensor, relevance: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`dpp_kernel` for a padded batch ``[B, M, C]``, as device tensors ``[B, M, M]`` and ``[B, M]``; padding
+    candidates get a zero kernel row and diagonal (the greedy loop never picks them)."""
+    rows = torch.where(valid[..., None], rows.float(), 0.0)
+    scale = inverse_norms(rows)
+    nonzero = (scale > 0).float()
+    if relevance is not None:
+        relevance = torch.where(valid, relevance.float(), 0.0)
+        scale = scale * relevance
+    kernels = torch.bmm(rows, rows.transpose(1, 2)).mul_(scale[:, :, None]).mul_(scale[:, None, :])
+    return with_exact_diagonal(kernels, nonzero if relevance is None else relevance.square() * nonzero)
+
+
+def with_exact_diagonal(kernels: torch.Tensor, diags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kernels ``[B, M, M]`` with their diagonal set to ``diags`` ``[B, M]`` (in place), so round-off never decides
+    a pick."""
+    kernels.diagonal(dim1=1, dim2=2).copy_(diags)
+    return kernels, diags
+
+
+def greedy_picks_device(kernels: torch.Tensor, diags: torch.Tensor, valid: torch.Tensor, steps: int) -> torch.Tensor:
+    """The greedy loop of :func:`greedy_dpp_items` in torch on the kernels' device: ``[B, steps]`` picks in pick order
+    (entries past an utterance's count are meaningless). Same arithmetic as the numpy loop, operation for
+    operation, so CPU picks agree with it wherever round-off does not decide them.
+
+    The T steps stay sequential (each pick depends on the residuals the previous one left); each is a fixed handful
+    of whole-batch kernels (O(B·t·M) work for step t) and nothing is read back, so the launches queue ahead of the
+    device."""
+    batch, m = diags.shape
+    inf = torch.tensor(float("-inf"), device=diags.device)
+    spanned = torch.where(valid, diags * EXHAUSTED_SHARE, inf)
+    residual = torch.where(valid, diags, inf)
+    residual = torch.where(residual < spanned, 0.0, residual)
+    basis = torch.zeros(batch, steps, m, device=diags.device)
+    picks = torch.zeros(batch, steps, dtype=torch.long, device=diags.device)
+    for step in range(steps):
+        pick = residual.argmax(dim=1, keepdim=True)  # [B, 1]; the first maximum: ties go to the lower index
+        picks[:, step : step + 1] = pick
+        gain = residual.gather(1, pick)[:, 0]
+        residual.scatter_(1, pick, inf.expand(batch, 1))
+        spanned.scatter_(1, pick, inf.expand(batch, 1))
+        row = kernels.gather(1, pick[:, :, None].expand(batch, 1, m))[:, 0]  # [B, M]
+        if step:
+            coefficients = basis[:, :step].gather(2, pick[:, None, :].expand(batch, step, 1))  # [B, step, 1]
+            row = row - torch.bmm(coefficients.transpose(1, 2), basis[:, :step])[:, 0]
+        positive = gain > 0
+        scale = torch.where(positive, 1 / torch.sqrt(torch.where(positive, gain, 1.0)), 0.0)
+        row = row * scale[:, None]
+        basis[:, step] = row
+        residual = residual - row * row
+        residual = torch.where(residual < spanned, 0.0, residual)
+    return picks
 
 
 def dpp_kernel(rows: torch.Tensor, relevance: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,19 @@ import numpy as np
 import torch
 
 from samp.methods.batch import Batch, Plan
-from samp.methods.primitives import NORM_EPS, dpp_kernel, greedy_dpp_items, slots_from_groups, weighted_slots
+from samp.methods.primitives import (
+    NORM_EPS,
+    dpp_kernel,
+    greedy_dpp_items,
+    greedy_picks_device,
+    inverse_norms,
+    normalised_weights,
+    ranks_descending,
+    segment_sum,
+    slots_from_groups,
+    weighted_slots,
+    with_exact_diagonal,
+)
 
 
 def similarity_groups(rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -56,10 +68,12 @@ def samp(batch: Batch) -> Plan:
     The feature-sized work runs one utterance at a time on its valid rows: no padded ``[B, N, C]`` temporaries
     (which on CPU cost fresh pages on every call), while the DPP's greedy loop runs once for the whole batch.
     """
+    if batch.device_path:
+        return samp_on_device(batch)
     device = batch.features.device
     slots = torch.full(batch.valid.shape, -1, dtype=torch.long, device=device)
     groups_of, kernels, pruned = [], [], []
-    for b, (length, count) in enumerate(zip(batch.lengths.tolist(), batch.counts.tolist())):
+    for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         features = batch.features[b, :length]
         starts, scores = similarity_groups(features.cpu().numpy(), batch.threshold)
         shortfall = count - int(starts.sum())
@@ -78,11 +92,83 @@ def samp(batch: Batch) -> Plan:
             relevance = torch.zeros(groups, device=device).index_add_(0, ids, batch.self_attention[b, :length])
             kernels.append(dpp_kernel(merged[0], relevance / members))
             pruned.append(b)
-    picks = dict(zip(pruned, greedy_dpp_items(kernels, [int(batch.counts[b]) for b in pruned])))
-    for b, (length, (ids, groups)) in enumerate(zip(batch.lengths.tolist(), groups_of)):
+    picks = dict(zip(pruned, greedy_dpp_items(kernels, [batch.host_counts[b] for b in pruned])))
+    for b, (length, (ids, groups)) in enumerate(zip(batch.host_lengths, groups_of)):
         keep = torch.ones(groups, dtype=torch.bool, device=device)
         if b in picks:
             keep.zero_()
             keep[torch.as_tensor(picks[b], dtype=torch.long, device=device)] = True
         slots[b, :length] = slots_from_groups(ids[None], keep[None])[0]
     return Plan(slots=slots, weights=batch.received)
+
+
+def similarity_groups_device(cosine: torch.Tensor, valid: torch.Tensor, threshold: float) -> tuple[torch.Tensor,
+                                                                                                    torch.Tensor]:
+    """:func:`similarity_groups` for a padded batch from its token cosines ``[B, N, N]``, without a loop over
+    tokens. Returns ``starts`` ``[B, N]`` and ``join_scores`` ``[B, N]`` (+inf for starts and padding).
+
+    With column prefix sums ``P[k, j] = Σ_{i<k} cos(i, j)`` (float64, so that differences of long sums keep their
+    digits), a group opened at ``s`` admits ``j`` when ``(P[j, j] − P[s, j]) / (j − s) ≥ threshold``, given that
+    every token between joined. So the first ``j > s`` that fails closes the group: ``end[s]``, for every ``s`` at
+    once, in O(N²) element-wise work. The starts are the chain ``0, end[0], end[end[0]], …``, marked by pointer
+    doubling in ⌈log₂ N⌉ + 1 whole-batch steps: the only sequential part, and its length does not depend on the
+    groups.
+    """
+    batch, n, _ = cosine.shape
+    device = cosine.device
+    lengths = valid.sum(1)
+    prefix = torch.zeros(batch, n + 1, n, dtype=torch.float64, device=device)
+    torch.cumsum(cosine.double(), dim=1, out=prefix[:, 1:])
+    token = torch.arange(n, device=device)
+    span = (token[None, :] - token[:, None]).clamp_min(1).double()  # [s, j]: j − s
+    scores = (prefix.diagonal(dim1=1, dim2=2)[:, None, :] - prefix[:, :n]) / span  # [B, s, j]
+    after = token[None, :] > token[:, None]
+    fails = after & ((token[None, None, :] >= lengths[:, None, None]) | (scores < threshold))
+    end = torch.where(fails, token, n).amin(dim=2)  # [B, N]: the token that opens the next group
+    jump = torch.cat([end, torch.full((batch, 1), n, dtype=torch.long, device=device)], dim=1)
+    marked = torch.zeros(batch, n + 1, dtype=torch.bool, device=device)
+    marked[:, 0] = True
+    for _ in range(max(1, n).bit_length() + 1):
+        reached = torch.zeros(batch, n + 1, device=device).scatter_add_(1, jump, marked.float()) > 0
+        marked |= reached
+        jump = jump.gather(1, jump)
+    starts = marked[:, :n] & valid
+    opener = torch.where(starts, token, 0).cummax(dim=1).values  # each token's group start
+    joined = scores.gather(1, opener[:, None, :])[:, 0]  # scores[b, opener[j], j]
+    join_scores = torch.where(starts | ~valid, float("inf"), joined)
+    return starts, join_scores
+
+
+def samp_on_device(batch: Batch) -> Plan:
+    """:func:`samp` without host reads: one batched N×N×C product gives the token cosines for the grouping and,
+    summed by group, the merged tokens' DPP kernel (so the merged rows are never formed); groups are padded to N
+    candidates, and the greedy DPP runs for the largest count, batched over utterances."""
+    valid = batch.valid
+    rows = torch.where(valid[..., None], batch.features, 0.0)
+    products = torch.bmm(rows, rows.transpose(1, 2))  # the one N×N×C product
+    scale = inverse_norms(rows)
+    cosine = products * scale[:, :, None] * scale[:, None, :]
+    starts, join_scores = similarity_groups_device(cosine, valid, batch.threshold)
+    # too few groups: undo the weakest joins (lowest scores first, ties to the earlier token)
+    shortfall = (batch.counts - starts.sum(1)).clamp_min(0)
+    starts = starts | (ranks_descending(-join_scores) < shortfall[:, None])
+    ids = (torch.cumsum(starts.long(), dim=1) - 1).masked_fill(~valid, -1)
+    groups = starts.sum(1)
+    n = valid.shape[1]
+    weights = normalised_weights(ids, batch.received, n)  # weights inside each merged token
+    # merged rows' products: Σ_i Σ_k w_i w_k ⟨x_i, x_k⟩ over the two groups, from the token products
+    by_row = segment_sum(products * weights[:, :, None], ids, n)  # [B, group, token]
+    merged = segment_sum((by_row * weights[:, None, :]).transpose(1, 2), ids, n)  # [B, group, group]
+    members = segment_sum(valid.float(), ids, n).clamp_min(1)
+    relevance = segment_sum(batch.self_attention, ids, n) / members
+    group_valid = torch.arange(n, device=ids.device)[None, :] < groups[:, None]
+    norms = merged.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
+    inverse = (norms > NORM_EPS).float() / norms.clamp_min(NORM_EPS)
+    relevance = torch.where(group_valid, relevance, 0.0)
+    kernel_scale = inverse * relevance
+    kernels = merged.mul_(kernel_scale[:, :, None]).mul_(kernel_scale[:, None, :])
+    kernels, diags = with_exact_diagonal(kernels, relevance.square() * (inverse > 0).float())
+    picks = greedy_picks_device(kernels, diags, group_valid, max(batch.host_counts))
+    wanted = torch.arange(picks.shape[1], device=ids.device)[None, :] < batch.counts[:, None]
+    keep = torch.zeros(valid.shape, dtype=torch.long, device=ids.device).scatter_add_(1, picks, wanted.long()) > 0
+    return Plan(slots=slots_from_groups(ids, keep), weights=batch.received)
