@@ -22,8 +22,8 @@ def fastv_scores(probabilities: torch.Tensor, start: int, stop: int) -> torch.Te
 
 
 def fastv_keep(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """The ``count`` highest scores (ties → lower index), sorted."""
-    return torch.nonzero(ranks_descending(scores) < count).squeeze(1)
+    """The ``count`` highest scores (ties → lower index), sorted. (Sizes known on the host: no read-back.)"""
+    return torch.nonzero_static(ranks_descending(scores) < count, size=min(count, scores.numel()))[:, 0]
 
 
 def dart_llm_keep(key_rows: torch.Tensor, hidden: torch.Tensor, start: int, stop: int, count: int,
@@ -46,4 +46,4 @@ def dart_llm_keep(key_rows: torch.Tensor, hidden: torch.Tensor, start: int, stop
     kept = torch.zeros(n, dtype=torch.bool, device=hidden.device)
     kept[audio] = True
     take_least_similar(torch.cat([span[audio], hidden[text]]), span, kept, count - audio.numel())
-    return torch.nonzero(kept).squeeze(1)
+    return torch.nonzero_static(kept, size=count)[:, 0]
