@@ -76,16 +76,21 @@ def reference_logits(model, embeds, layer, kept_prompt, prompt_length):
 
 def stock_fastv_kept(model, embeds, span, keep_ratio, layer=1):
     """FastV's kept prompt positions from the stock eager attention probabilities of layer ``layer − 1``."""
-    if not hasattr(model, "set_attn_implementation"):
-        pytest.skip("this transformers cannot switch a loaded model to eager attention")
     decoder = find_decoder(model)
     start, stop = span
-    model.set_attn_implementation("eager")
+
+    def switch(implementation):  # 4.x reads the decoder config's choice at every forward
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(implementation)
+        else:
+            decoder.config._attn_implementation = implementation
+
+    switch("eager")
     try:
         with torch.no_grad():
             probabilities = decoder(inputs_embeds=embeds, output_attentions=True).attentions[layer - 1][0]
     finally:
-        model.set_attn_implementation("sdpa")
+        switch("sdpa")
     scores = probabilities[:, -1, start:stop].mean(0)
     count = samp.keep_count(stop - start, keep_ratio)
     chosen = torch.sort(torch.sort(scores, descending=True, stable=True).indices[:count]).values
