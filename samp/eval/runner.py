@@ -36,7 +36,7 @@ from samp.eval.normalize import check_flavor
 from samp.eval.records import Record, append_record, identity
 from samp.methods.api import check_options
 
-SCORER_VERSION = "1"
+SCORER_VERSION = "2"
 
 
 @dataclass(frozen=True)
