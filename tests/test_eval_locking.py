@@ -14,41 +14,51 @@ from test_eval_runner import LIBRI, ITEMS, scripted_transcriber, write_manifest
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "fixtures" / "speech_tiny"
 
-SLOW_RUN = textwrap.dedent("""
+GATED_RUN = textwrap.dedent("""
     import os, sys, time
     from samp.eval import get_dataset, load_manifest
     from samp.eval.runner import Prediction, RunConfig, evaluate
 
-    def slow(spec, items):
+    def gated(spec, items):
         with open(sys.argv[3], "a") as log:  # every item this process infers
             log.write("".join(f"{item.index}\\n" for item in items))
-        time.sleep(0.4)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(sys.argv[4]) and time.monotonic() < deadline:  # held until the test opens it
+            time.sleep(0.02)
         return [Prediction(text=item.meta["heard"], prompt="p") for item in items]
 
-    evaluate(RunConfig(model="m"), [(get_dataset("LibriSpeech"), load_manifest(sys.argv[1]))], sys.argv[2], slow,
+    evaluate(RunConfig(model="m"), [(get_dataset("LibriSpeech"), load_manifest(sys.argv[1]))], sys.argv[2], gated,
              progress=False)
 """)
 
 
 def test_a_second_run_waits_for_the_first_and_duplicates_no_work(tmp_path):
     manifest = write_manifest(tmp_path / "data")
-    work, log = tmp_path / "work", tmp_path / "inferred.txt"
-    rank_file = dataset_dir(work, RunConfig(model="m"), LIBRI) / "predictions.rank0.jsonl"
-    command = [sys.executable, "-c", SLOW_RUN, str(manifest), str(work), str(log)]
+    work, log, gate = tmp_path / "work", tmp_path / "inferred.txt", tmp_path / "gate"
+    command = [sys.executable, "-c", GATED_RUN, str(manifest), str(work), str(log), str(gate)]
     first = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (rank_file.exists() and rank_file.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert first.poll() is None, "the first run should still be inferring"
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert first.poll() is None, "the first run holds the lock, inferring its first item"
+    second = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    waiting = ""
+    while "waiting" not in waiting:  # the second run says whom it waits for, then blocks
+        line = second.stderr.readline()
+        if not line:
+            break
+        waiting += line
+    gate.touch()
+    second_err = waiting + second.communicate(timeout=120)[1]
     first_err = first.communicate(timeout=120)[1]
-    assert first.returncode == 0 and second.returncode == 0, first_err + second.stderr
+    assert first.returncode == 0 and second.returncode == 0, first_err + second_err
 
-    assert "this run is in progress elsewhere" in second.stderr and f"pid {first.pid} on " in second.stderr
-    assert "waiting for it to finish" in second.stderr
-    assert "LibriSpeech: already complete (6 items" in second.stderr and "nothing appended" in second.stderr
+    assert "this run is in progress elsewhere" in waiting and f"pid {first.pid} on " in waiting
+    assert "waiting for it to finish" in waiting
+    assert "LibriSpeech: already complete (6 items" in second_err and "nothing appended" in second_err
     inferred = sorted(int(line) for line in log.read_text().split())
-    assert inferred == list(range(len(ITEMS))), "each item inferred once, by one of the two runs"
+    assert inferred == list(range(len(ITEMS))), "each item inferred once, by the first run"
+    rank_file = dataset_dir(work, RunConfig(model="m"), LIBRI) / "predictions.rank0.jsonl"
     assert sorted(row["index"] for _, row in iter_jsonl(rank_file)) == list(range(len(ITEMS)))
     assert len(read_records(work / "records.jsonl")) == 2  # one per subset, from the first run only
 
