@@ -43,7 +43,7 @@ def test_methods_lists_every_method_and_flavour(capsys):
     assert set(rows) == {spec.name for spec in samp.methods.available()}
     for spec in samp.methods.available():
         row = rows[spec.name]
-        assert spec.summary in row
+        assert spec.summary in row and row.split()[1] == spec.kind
         assert ("attention" in row.split(spec.summary)[0]) == spec.needs_attention
         assert ("keys" in row.split(spec.summary)[0]) == spec.needs_keys
     assert all(flavor in out for flavor in FLAVORS)
