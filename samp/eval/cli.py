@@ -118,7 +118,7 @@ def run_eval(args) -> int:
         config = RunConfig(model=model.name, model_fingerprint=model.fingerprint, method=args.method,
                            keep_ratio=keep_ratio, threshold=args.threshold, flavor=args.flavor, scorer=args.scorer,
                            batch_size=args.batch_size, seed=args.seed,
-                           lowrank_plan=str(args.lowrank_encoder) if args.lowrank_encoder else None)
+                           lowrank_plan=str(args.lowrank_encoder.resolve()) if args.lowrank_encoder else None)
         device = resolve_device(args.device)
         if not args.reeval:
             import samp.models

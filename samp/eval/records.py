@@ -10,8 +10,8 @@ configuration
     ``model`` str (the model's name, see samp.eval.identity); ``model_fingerprint`` str or null (its content
     fingerprint; null in older records and from callers that give none); ``method`` str; ``keep_ratio`` float
     (fraction of audio tokens kept); ``threshold`` float; ``flavor`` str (compression flavour: ``samp`` or a
-    reference's); ``lowrank_plan`` str (the low-rank encoder directory ``samp lowrank apply`` wrote, as given to
-    ``--lowrank-encoder``) or null;
+    reference's); ``lowrank_plan`` str (the low-rank encoder directory ``samp lowrank apply`` wrote, given to
+    ``--lowrank-encoder``, as an absolute path so every way of typing it is one setting) or null;
     ``scorer`` str (``"samp"`` or ``"evalkit"``: the normalisation/scoring flavour, see samp.eval);
     ``scorer_version`` str.
 accuracy
