@@ -256,3 +256,31 @@ def test_compress_against_prefill_on_cuda(benchmark, qwen2_7b_prefill, method, b
         share_of_prefill=per_utterance / qwen2_7b_prefill["uncompressed"],
         share_of_saving=per_utterance / saved if saved > 0 else None,
     )
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 8])
+def test_greedy_dpp_eager_or_cuda_graph(benchmark, batch):
+    """The measured choice for the greedy DPP's T sequential steps on CUDA: launched one kernel at a time (what
+    compress runs) or replayed from a captured CUDA graph (samp.methods.primitives.greedy_picks_captured). Both must
+    pick the same items; the times go to extra_info (eager / captured)."""
+    from samp.methods.primitives import dpp_kernels_batched, greedy_picks_captured, greedy_picks_device
+
+    device = torch.device("cuda")
+    m = samp.keep_count(QWEN2_AUDIO_N, 0.7)  # ~70 % of the tokens survive grouping
+    steps = samp.keep_count(QWEN2_AUDIO_N, KEEP_RATIO)
+    features, _, stats = speech_like(batch, m, seed=9)
+    valid = torch.ones(batch, m, dtype=torch.bool, device=device)
+    kernels, diags = dpp_kernels_batched(features.to(device), valid, stats.self_attention.to(device))
+    eager = synced(lambda: greedy_picks_device(kernels, diags, valid, steps), device)
+    captured = synced(lambda: greedy_picks_captured(kernels, diags, valid, steps), device)
+    assert torch.equal(greedy_picks_captured(kernels, diags, valid, steps),
+                       greedy_picks_device(kernels, diags, valid, steps))
+    benchmark.group = f"greedy DPP on CUDA: M={m} T={steps} B={batch}"
+    benchmark.pedantic(captured, rounds=CUDA_ROUNDS, iterations=1, warmup_rounds=1)
+    if benchmark.disabled:
+        return
+    seconds = fastest_seconds({"eager": eager, "captured": captured}, rounds=CUDA_ROUNDS)
+    benchmark.extra_info.update(device=torch.cuda.get_device_name(), eager_seconds=seconds["eager"],
+                                captured_seconds=seconds["captured"],
+                                eager_over_captured=seconds["eager"] / seconds["captured"])

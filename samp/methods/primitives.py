@@ -232,7 +232,7 @@ def greedy_picks_device(kernels: torch.Tensor, diags: torch.Tensor, valid: torch
     of whole-batch kernels (O(B·t·M) work for step t) and nothing is read back, so the launches queue ahead of the
     device."""
     batch, m = diags.shape
-    inf = torch.tensor(float("-inf"), device=diags.device)
+    inf = torch.full((), float("-inf"), device=diags.device)  # a fill, not a host copy: capturable in a CUDA graph
     spanned = torch.where(valid, diags * EXHAUSTED_SHARE, inf)
     residual = torch.where(valid, diags, inf)
     residual = torch.where(residual < spanned, 0.0, residual)
@@ -255,6 +255,34 @@ def greedy_picks_device(kernels: torch.Tensor, diags: torch.Tensor, valid: torch
         residual = residual - row * row
         residual = torch.where(residual < spanned, 0.0, residual)
     return picks
+
+
+_CAPTURED_GREEDY: dict = {}
+
+
+def greedy_picks_captured(kernels: torch.Tensor, diags: torch.Tensor, valid: torch.Tensor, steps: int) -> torch.Tensor:
+    """:func:`greedy_picks_device` replayed from a CUDA graph captured once per shape, steps and device: the T
+    steps' few thousand small kernels then cost one launch instead of one each. Same picks (the same kernels run).
+    CUDA only; the graphs stay cached (their memory too) for the life of the process."""
+    if kernels.device.type != "cuda":
+        raise ValueError(f"greedy_picks_captured needs CUDA tensors; got {kernels.device}")
+    key = (tuple(kernels.shape), steps, kernels.device)
+    if key not in _CAPTURED_GREEDY:
+        static = (kernels.clone(), diags.clone(), valid.clone())
+        side = torch.cuda.Stream(kernels.device)
+        side.wait_stream(torch.cuda.current_stream(kernels.device))
+        with torch.cuda.stream(side):  # warm-up outside the graph: allocator pools, cuBLAS workspaces
+            greedy_picks_device(*static, steps)
+        torch.cuda.current_stream(kernels.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            picks = greedy_picks_device(*static, steps)
+        _CAPTURED_GREEDY[key] = (graph, static, picks)
+    graph, static, picks = _CAPTURED_GREEDY[key]
+    for target, source in zip(static, (kernels, diags, valid)):
+        target.copy_(source)
+    graph.replay()
+    return picks.clone()
 
 
 def dpp_kernel(rows: torch.Tensor, relevance: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
