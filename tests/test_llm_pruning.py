@@ -62,7 +62,7 @@ def reference_kept(eager, ids, pruning):
         scores = rows[:, :, start:stop].mean(dim=(0, 1))
         chosen = torch.sort(torch.sort(scores, descending=True, stable=True).indices[:count]).values
     else:
-        cache = out.past_key_values if hasattr(out, "past_key_values") else out.cache
+        cache = getattr(out, "cache", None) or out.past_key_values
         layer_cache = cache.layers[pruning.layer - 1] if hasattr(cache, "layers") else None
         keys = layer_cache.keys if layer_cache is not None else cache.key_cache[pruning.layer - 1]
         keys = keys.repeat_interleave(2, dim=1)[0].transpose(0, 1).reshape(LENGTH, -1)

@@ -152,7 +152,7 @@ class prune_in_llm:
             start, stop = self.span
         else:
             if self._prompt_ids is None:
-                raise ValueError("the prompt was passed as embeddings: give span=(start, stop) instead of placeholder_id")
+                raise ValueError("the prompt came as embeddings: give span=(start, stop), not placeholder_id")
             where = torch.nonzero(self._prompt_ids[0] == self.placeholder_id).squeeze(1)
             if where.numel() == 0:
                 raise ValueError(f"the prompt has no placeholder id {self.placeholder_id}")
