@@ -192,6 +192,26 @@ def test_whisper_generate_after_compression():
     assert tokens.shape[0] == 1 and tokens.shape[1] > 1
 
 
+def test_audio_encoder_of_whisper_is_its_encoder_not_the_model():
+    # transformers 5.x answers get_encoder(modality="audio") with the whole WhisperForConditionalGeneration; calibrating
+    # that would run the decoder
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from samp.models import tiny
+
+    model, processor = tiny.tiny_whisper()
+    encoder = lowrank.audio_encoder(model)
+    assert type(encoder) is WhisperEncoder and encoder is model.model.encoder
+    assert lowrank.audio_encoder(model.model) is model.model.encoder
+    features = processor.feature_extractor(
+        [tiny.speechlike_waveform(1.0, seed=0)], sampling_rate=16000, return_tensors="pt"
+    ).input_features
+    stats = lowrank.calibrate(encoder, [features], progress=False)
+    assert {layer.name for layer in stats.layers} == {layer.name for layer in lowrank.find_encoder_linears(encoder)}
+    with pytest.raises(ValueError, match="no separate audio encoder"):
+        lowrank.audio_encoder(encoder)
+
+
 def test_qwen2_audio_low_rank_encoder_with_token_compression_in_one_generate(tmp_path):
     tiny = pytest.importorskip("samp.models.tiny")
     from samp.models import adapter_for

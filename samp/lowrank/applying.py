@@ -153,11 +153,24 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
 
 
 def audio_encoder(model: nn.Module) -> nn.Module:
-    """The audio encoder of a speech LLM (``get_encoder(modality="audio")``) or of a Whisper model."""
+    """The audio encoder of a speech LLM (``get_encoder(modality="audio")``) or of a Whisper model (its encoder).
+
+    transformers >= 5 answers ``get_encoder(modality="audio")`` with the model itself when it has no attribute named
+    like an audio tower (Whisper keeps its encoder at ``model.encoder``), so that answer falls back to the plain
+    ``get_encoder()``; a model that still has no separate encoder is refused rather than calibrated whole.
+    """
+    if not hasattr(model, "get_encoder"):
+        raise ValueError(f"{type(model).__name__} has no separate audio encoder (no get_encoder())")
     try:
-        return model.get_encoder(modality="audio")
+        encoder = model.get_encoder(modality="audio")
     except TypeError:  # older transformers: get_encoder() takes no modality
-        return model.get_encoder()
+        encoder = model.get_encoder()
+    base = getattr(model, "base_model", model)
+    if encoder is model or encoder is base:
+        encoder = model.get_encoder()
+    if encoder is model or encoder is base:
+        raise ValueError(f"{type(model).__name__} has no separate audio encoder (get_encoder() returns the model itself)")
+    return encoder
 
 
 def install(model: nn.Module, encoder: nn.Module) -> nn.Module:
