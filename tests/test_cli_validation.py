@@ -114,6 +114,14 @@ def test_dashboard_of_a_records_file_with_a_bad_line(tmp_path, capsys):
     assert not (tmp_path / "site").exists()
 
 
+def test_dashboard_of_an_empty_records_file(tmp_path, capsys):
+    records = tmp_path / "records.jsonl"
+    records.write_text("")
+    assert main(["dashboard", str(records)]) == 2
+    assert f"samp dashboard: {records} holds no records" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
+
+
 def test_dashboard_without_out_writes_beside_the_records(tmp_path, capsys):
     from bench_records import record
 

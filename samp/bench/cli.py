@@ -36,6 +36,8 @@ def _dashboard(args) -> int:
         budgets_path = args.budgets if args.budgets is not None else default_budget_dir()
         budgets = load_budgets(budgets_path) if (args.budgets is not None or budgets_path.is_dir()) else None
         assignments = read_assignments(args.assignment) if args.assignment else None
+        if not observations:
+            raise ValueError(f"{args.history} holds no records; nothing to draw")
     except (ValueError, FileNotFoundError) as error:
         print(f"samp dashboard: {error}", file=sys.stderr)
         return 2
