@@ -9,13 +9,16 @@ Work-dir layout::
     <work-dir>/records.jsonl                                     one Record per dataset × subset (appended)
     <work-dir>/<run>/<dataset>/predictions.rank<R>.jsonl         result lines as they are produced, per rank
     <work-dir>/<run>/<dataset>/predictions.jsonl                 merged by rank 0, manifest order
+    <work-dir>/<run>/rank<R>.lock                                held by the process of rank R while it runs
+    <work-dir>/<run>/model.json                                  the model fingerprint the folder's results are of
 
 ``<run>`` is ``<model name>/<method>-keep<keep_ratio>-thr<threshold>-<flavor>[-<lowrank plan>]``. A result line
 holds the manifest fields, ``prediction`` (``null`` when the item failed, with ``error``), the ``prompt`` the model
 saw, audio token counts and stage timings. Lines are appended atomically, so a killed run resumes where it
 stopped: items already in any rank file are skipped (failed ones too, unless ``--retry-failed``), a torn last line
 is dropped. Rank ``r`` of ``world_size`` processes (``torchrun``) takes the items whose manifest
-``index % world_size == r``; rank 0 merges and scores.
+``index % world_size == r``; rank 0 merges and scores. A second run of the same setting waits on the lock, then
+finds the work done; a dataset whose results already have their record appends nothing ("already complete").
 """
 from __future__ import annotations
 
