@@ -272,3 +272,9 @@ def test_generate_refuses_bad_in_llm_settings_before_encoding(audio_llm):
     with pytest.raises(ValueError, match="already prunes inside the LLM"):
         adapter.generate(["not audio"], PROMPT, method="fastv", keep_ratio=0.5,
                          llm_pruning=LLMPruning("fastv", keep_ratio=0.5, layer=1))
+
+
+def test_an_attention_implementation_that_cannot_be_hooked_is_refused():
+    model = tiny_qwen2("flex_attention")  # its masks are BlockMask objects, which cannot be gathered
+    with pytest.raises(ValueError, match="attention implementation 'flex_attention' cannot be hooked"):
+        prune_in_llm(model, LLMPruning("fastv", keep_ratio=0.5), span=SPAN)
