@@ -188,7 +188,8 @@ class WhisperAdapter(Adapter):
                 if lengths is not None else contextlib.nullcontext())
         with torch.no_grad(), mask, _PrefillClock(self.model) as clock:
             sequences = self.model.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=states), prompt_ids=prompt_ids,
+                encoder_outputs=BaseModelOutput(last_hidden_state=states),
+                prompt_ids=None if prompt_ids is None else prompt_ids.to(states.device),
                 **language_kwargs, **generate_kwargs,
             )
         finished = time.perf_counter()
