@@ -4,11 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from samp.eval import bootstrap_ci, score_asr
-from samp.eval.metrics import item_edits
+from samp.eval.metrics import ItemEdits, PairedDifference, item_edits, paired_difference
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "eval" / "golden"
 CORPUS = json.loads((GOLDEN / "corpus_cases.json").read_text(encoding="utf-8"))["datasets"]
@@ -130,3 +131,52 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
 def test_bootstrap_bad_input(args, match):
     with pytest.raises(ValueError, match=match):
         bootstrap_ci(*args)
+
+
+def _edits(errors, tokens):
+    return [ItemEdits(int(t), int(e), 0, 0, False) for e, t in zip(errors, tokens)]
+
+
+def test_paired_difference_is_the_paired_resample_of_both_wers():
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(3, 40, size=60)
+    errors_a = rng.binomial(tokens, 0.1)
+    errors_b = rng.binomial(tokens, 0.12)
+    result = paired_difference(_edits(errors_a, tokens), _edits(errors_b, tokens), n_resamples=500, seed=7)
+    # written out: both methods' WER on the same resampled utterances, then the percentiles of their difference
+    picks = np.random.default_rng(7).integers(0, 60, size=(500, 60))
+    resampled = (errors_a[picks].sum(1) - errors_b[picks].sum(1)) / tokens[picks].sum(1)
+    expected = np.percentile(resampled, [2.5, 97.5])
+    torch.testing.assert_close((result.ci_low, result.ci_high), (float(expected[0]), float(expected[1])), rtol=0, atol=1e-12)
+    assert result.difference == pytest.approx((errors_a.sum() - errors_b.sum()) / tokens.sum(), abs=1e-15)
+    assert (result.wins, result.losses, result.ties) == (
+        int((errors_a < errors_b).sum()), int((errors_a > errors_b).sum()), int((errors_a == errors_b).sum()))
+    assert result.n_items == 60
+
+
+def test_pairing_separates_what_overlapping_intervals_cannot():
+    # utterances of very different difficulty; B makes one more error than A on every fifth utterance
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(5, 30, size=100)
+    errors_a = rng.binomial(tokens, rng.uniform(0.0, 0.6, size=100))
+    errors_b = errors_a + (np.arange(100) % 5 == 0)
+    alone_a, alone_b = bootstrap_ci(errors_a, tokens), bootstrap_ci(errors_b, tokens)
+    assert alone_a[1] > alone_b[0]  # the unpaired intervals overlap
+    paired = paired_difference(_edits(errors_a, tokens), _edits(errors_b, tokens))
+    assert paired.ci_high < 0  # the paired one says A is better
+    assert (paired.wins, paired.losses, paired.ties) == (20, 0, 80)
+
+
+def test_paired_difference_of_a_method_with_itself_is_zero():
+    edits = _edits([1, 0, 3], [5, 4, 9])
+    assert paired_difference(edits, edits) == PairedDifference(0.0, 0.0, 0.0, wins=0, losses=0, ties=3)
+
+
+@pytest.mark.parametrize("a, b, match", [
+    (_edits([1, 2], [5, 5]), _edits([1], [5]), "same items"),
+    (_edits([1, 2], [5, 5]), _edits([1, 2], [5, 6]), "different reference lengths"),
+    (_edits([0], [0]), _edits([0], [0]), "no tokens"),
+])
+def test_paired_difference_bad_input(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        paired_difference(a, b)

@@ -171,3 +171,47 @@ def bootstrap_ci(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Method A against method B on the same items: ``difference`` = WER(A) − WER(B) (a fraction; negative means A
+    made fewer errors), its paired bootstrap interval, and per item whether A made fewer (``wins``), more
+    (``losses``) or as many (``ties``) errors as B."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    wins: int
+    losses: int
+    ties: int
+
+    @property
+    def n_items(self) -> int:
+        return self.wins + self.losses + self.ties
+
+
+def paired_difference(edits_a: Sequence[ItemEdits], edits_b: Sequence[ItemEdits], *, n_resamples: int = 1000,
+                      confidence: float = 0.95, seed: int = 0) -> PairedDifference:
+    """Corpus WER difference of two methods scored on the same items, with a paired bootstrap interval.
+
+    Both methods share each item's reference, so WER(A) − WER(B) = Σ(errors_A − errors_B) / Σ ref_tokens, and
+    resampling items (the same picks for both methods) is :func:`bootstrap_ci` of the per-item error differences:
+    what varies between utterances (hard clips, long references) cancels, unlike comparing two separate intervals.
+    """
+    if len(edits_a) != len(edits_b):
+        raise ValueError(f"paired comparison needs the same items: {len(edits_a)} against {len(edits_b)}")
+    mismatched = [i for i, (a, b) in enumerate(zip(edits_a, edits_b)) if a.ref_tokens != b.ref_tokens]
+    if mismatched:
+        raise ValueError(f"items {mismatched[:5]} have different reference lengths under the two methods: "
+                         f"not the same references, so not a paired comparison")
+    differences = [a.errors - b.errors for a, b in zip(edits_a, edits_b)]
+    ref_tokens = [a.ref_tokens for a in edits_a]
+    if sum(ref_tokens) == 0:
+        raise ValueError("the references have no tokens; a WER difference is undefined")
+    low, high = bootstrap_ci(differences, ref_tokens, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return PairedDifference(
+        difference=sum(differences) / sum(ref_tokens), ci_low=low, ci_high=high,
+        wins=sum(d < 0 for d in differences), losses=sum(d > 0 for d in differences),
+        ties=sum(d == 0 for d in differences),
+    )
