@@ -25,6 +25,9 @@ ROW_CHUNK = 512
 
 
 def divprune(batch: Batch) -> Plan:
+    if batch.device_path and batch.features.shape[1] <= FULL_MATRIX_UP_TO:
+        return _keep_mask_plan(batch, divprune_batched(batch.features, batch.valid, batch.counts,
+                                                       max(batch.host_counts)))
     keep = torch.zeros_like(batch.valid)
     for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         keep[b, divprune_order(batch.features[b, :length], count)] = True
@@ -91,3 +94,31 @@ def _picks_on_device(nearest: torch.Tensor, row, count: int) -> torch.Tensor:
         torch.maximum(closest, row(pick), out=closest)
         closest.index_copy_(0, pick, inf)
     return picks
+
+
+def divprune_batched(features: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor, steps: int) -> torch.Tensor:
+    """:func:`divprune_order`'s picks for a padded batch at once (the device path): one batched cosine product, then
+    ``steps`` (the largest count) greedy steps over every utterance together. Returns the ``[B, N]`` kept mask;
+    utterances asking for all their tokens keep them all."""
+    batch, n, _ = features.shape
+    rows = torch.where(valid[..., None], features.float(), 0.0)
+    scale = inverse_norms(rows)
+    cosine = torch.bmm(rows, rows.transpose(1, 2)).mul_(scale[:, :, None]).mul_(scale[:, None, :])
+    # a token is not its own nearest neighbour, and padding is nobody's
+    cosine.masked_fill_(torch.eye(n, dtype=torch.bool, device=rows.device) | ~valid[:, None, :], float("-inf"))
+    nearest = cosine.amax(dim=2).masked_fill(~valid, float("inf"))
+    picks = torch.zeros(batch, steps, dtype=torch.long, device=rows.device)
+    pick = nearest.argmin(dim=1, keepdim=True)  # the most isolated token first; ties to the lowest index
+    picks[:, :1] = pick
+    inf = torch.full((batch, 1), float("inf"), device=rows.device)
+    closest = cosine.gather(1, pick[:, :, None].expand(batch, 1, n))[:, 0].masked_fill(~valid, float("inf"))
+    closest.scatter_(1, pick, inf)
+    for step in range(1, steps):
+        pick = closest.argmin(dim=1, keepdim=True)
+        picks[:, step : step + 1] = pick
+        torch.maximum(closest, cosine.gather(1, pick[:, :, None].expand(batch, 1, n))[:, 0], out=closest)
+        closest.scatter_(1, pick, inf)
+    wanted = torch.arange(steps, device=rows.device)[None, :] < counts[:, None]
+    keep = torch.zeros(batch, n, dtype=torch.long, device=rows.device).scatter_add_(1, picks, wanted.long()) > 0
+    lengths = valid.sum(1)
+    return torch.where((counts >= lengths)[:, None], valid, keep)
