@@ -112,7 +112,7 @@ class prune_in_llm:
     def __init__(self, model: nn.Module, pruning: LLMPruning, *, span: tuple[int, int] | None = None,
                  placeholder_id: int | None = None):
         if (span is None) == (placeholder_id is None):
-            raise ValueError("give the audio span or the placeholder id that marks it, not both")
+            raise ValueError("give exactly one of span=(start, stop) and placeholder_id (the token marking the audio)")
         self.model, self.pruning, self.span, self.placeholder_id = model, pruning, span, placeholder_id
         self.decoder = find_decoder(model)
         _check_hookable(self.decoder, pruning.layer)
