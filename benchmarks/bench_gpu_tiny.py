@@ -22,7 +22,8 @@ def tiny_adapter():
     return samp.models.adapter_for(model.to("cuda"), processor)
 
 
-@pytest.mark.parametrize("method, keep_ratio", [("base", 1.0), ("samp", 0.5), ("fastadasp", 0.5)])
+@pytest.mark.parametrize("method, keep_ratio", [("base", 1.0), ("samp", 0.5), ("fastadasp", 0.5), ("divprune", 0.5),
+                                               ("dart", 0.5)])
 def test_tiny_qwen2_audio_latency(method, keep_ratio, tiny_adapter, benchmark):
     benchmark.group = "tiny Qwen2-Audio on CUDA"
     result = measure_latency(tiny_adapter, method=method, keep_ratio=keep_ratio, flavor="samp", benchmark=benchmark,
