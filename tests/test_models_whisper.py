@@ -162,7 +162,9 @@ def test_english_only_accepts_english_by_any_name(english, waves):
     (dict(language="en", flavor="qwen2_audio"), "the SA-MAP reference never ran this model"),
     (dict(language="en", method="nope"), "nope"),
     (dict(language="en", method="base", keep_ratio=0.5), "keep_ratio=1.0"),
-    (dict(language="en", encoder_outputs=None), "encoder_outputs is set by the adapter"),
+    (dict(language="en", encoder_outputs=None), "encoder_outputs is not an option of the Whisper adapter"),
+    (dict(language="en", llm_pruning=None), "llm_pruning is not an option of the Whisper adapter"),
+    (dict(language="en", method="fastv"), "'fastv' prunes inside an LLM's layers; Whisper has no LLM"),
 ])
 def test_bad_options_are_refused_before_encoding(multilingual, kwargs, message, monkeypatch):
     adapter = multilingual[2]
@@ -180,3 +182,9 @@ def test_prompt_must_be_text(multilingual):
 def test_audio_longer_than_the_window_is_refused(multilingual):
     with pytest.raises(ValueError, match="accepts at most 10 s"):
         multilingual[2].generate([speechlike_waveform(10.5, 0)], language="en", method="base", keep_ratio=1.0)
+
+
+@pytest.mark.parametrize("method", [m.name for m in samp.methods.available("post-projector") if m.name != "base"])
+def test_every_encoder_state_method_keeps_its_count(multilingual, waves, method):
+    result = multilingual[2].generate(waves[:2], language="en", method=method, keep_ratio=0.3, max_new_tokens=3)
+    assert result.audio_tokens == [(n, samp.keep_count(n, 0.3)) for n in (101, 225)]

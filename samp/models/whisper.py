@@ -150,9 +150,13 @@ class WhisperAdapter(Adapter):
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {WINDOWS}; got {window!r}")
         spec = samp.methods.check_options(method, keep_ratio, threshold, flavor)
-        for name in ("encoder_outputs", "input_features", "decoder_input_ids"):
+        if spec.kind != "post-projector":
+            raise ValueError(f"method {method!r} prunes inside an LLM's layers; Whisper has no LLM: use a method that "
+                             f"compresses the encoder states ({', '.join(m.name for m in samp.methods.available('post-projector'))})")
+        for name in ("encoder_outputs", "input_features", "decoder_input_ids", "llm_pruning"):
             if name in generate_kwargs:
-                raise ValueError(f"{name} is set by the adapter; do not pass it")
+                raise ValueError(f"{name} is not an option of the Whisper adapter (the encoder states are what it "
+                                 f"compresses; it sets the decoder's inputs itself)")
         prompt_ids = None if prompt is None else self.tokenizer.get_prompt_ids(prompt, return_tensors="pt")
 
         started = time.perf_counter()
