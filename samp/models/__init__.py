@@ -8,6 +8,13 @@
     # prune inside the LLM (FastV) what Samp kept after the projector:
     adapter.generate([waveform], prompt, method="samp", keep_ratio=0.6,
                      llm_pruning=samp.models.LLMPruning("fastv", keep_ratio=0.5, layer=2))
+
+Whisper (encoder-decoder: the encoder states are compressed; ``prompt`` is its optional previous-text prompt; a
+CTranslate2 ``model.bin`` directory loads as ``WhisperForConditionalGeneration``):
+
+    model, processor = samp.models.load(samp.realspeech.whisper_checkpoint("tiny.en"))
+    result = samp.models.adapter_for(model, processor).generate([waveform], language=None, method="uniform",
+                                                                keep_ratio=0.4, window="speech")
 """
 from samp.models.base import Adapter, AudioTokens, GenerationResult, KeptAudio, PromptInputs, SpeechProcessor, Timings
 from samp.models.llm_pruning import LLMPruning
