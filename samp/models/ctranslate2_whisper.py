@@ -390,9 +390,9 @@ def generation_config(weights: WhisperWeights, tokens: SpecialTokens):
 def whisper_processor(directory: Path, weights: WhisperWeights):
     """A ``WhisperProcessor`` built from the packaged ``tokenizer.json`` and Whisper's feature extractor (16 kHz,
     hop 160, the window the encoder's positions cover: 30 s for every released checkpoint): no download."""
-    from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer
+    from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
 
-    tokenizer = WhisperTokenizer(tokenizer_file=str(directory / "tokenizer.json"))
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
     # 2 mel frames per encoder position, 100 mel frames per second
     seconds, leftover = divmod(weights.max_source_positions, 50)
     if leftover:

@@ -417,11 +417,12 @@ def tiny_whisper(*, multilingual: bool = True, chunk_seconds: int = 30, attn_imp
     otherwise the checkpoint is English-only, as ``tiny.en``. ``chunk_seconds`` < 30 shortens the window."""
     from tokenizers import pre_tokenizers
     from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
-                              WhisperProcessor, WhisperTokenizer)
+                              WhisperProcessor, WhisperTokenizerFast)
 
     vocab = {symbol: index for index, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    tokenizer = WhisperTokenizer(vocab=vocab, merges=[])
-    tokenizer.add_tokens(list(WHISPER_SPECIAL_TOKENS), special_tokens=True)
+    eos_token = WHISPER_SPECIAL_TOKENS[0]
+    tokenizer = WhisperTokenizerFast(tokenizer_object=_byte_level_backend(vocab, WHISPER_SPECIAL_TOKENS, len(vocab)),
+                                     unk_token=eos_token, bos_token=eos_token, eos_token=eos_token)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in WHISPER_SPECIAL_TOKENS}
     eos, start = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
     space = vocab["Ġ"]  # the byte-level symbol of " "
