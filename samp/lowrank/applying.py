@@ -56,10 +56,7 @@ def apply(encoder: nn.Module, plan: Plan) -> nn.Module:
         if layer.rank is None:
             continue
         stats = plan.stats.layer(layer.name)
-        if layer.basis is None:
-            basis = plan.principal_components(layer.name).eigenvectors[:, : layer.rank]
-        else:
-            basis = shared_bases[layer.basis]
+        basis = plan.basis(layer.name) if layer.basis is None else shared_bases[layer.basis]
         module = LowRankLinear.from_dense(encoder.get_submodule(layer.name), basis, stats.mean())
         if layer.basis is not None:
             if layer.basis in shared_parameters:

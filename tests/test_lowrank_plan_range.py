@@ -1,0 +1,86 @@
+"""Planning an expanding layer (fc1: d → 4d) from its output range gives the plan of the full decomposition."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import samp.lowrank as lowrank
+from samp.lowrank.calibration import LayerStats
+from samp.lowrank.layers import EncoderLinear
+from samp.lowrank.planning import principal_components, rank_for_theta, retained_fraction
+
+from test_lowrank_encoders import feature_batches, tiny_whisper_encoder
+
+THETAS = ["0.9", "0.95:0.99", "0.99:0.999", "0.999"]
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    encoder = tiny_whisper_encoder()  # d=64, fc1 64 → 256: the range path is taken for fc1
+    return encoder, lowrank.calibrate(encoder, feature_batches(), progress=False)
+
+
+def test_range_components_match_the_full_decomposition(calibrated):
+    _, stats = calibrated
+    expanding = [s for s in stats.layers if s.layer.out_features >= 2 * (s.layer.in_features + 16)]
+    assert expanding, "the tiny encoder must have an expanding layer"
+    for layer_stats in expanding:
+        fast = principal_components(layer_stats)
+        full = principal_components(layer_stats, full=True)
+        assert fast.eigenvectors.shape[1] == layer_stats.layer.in_features + 16 < full.eigenvectors.shape[1]
+        total = float(full.eigenvalues.sum())
+        torch.testing.assert_close(fast.eigenvalues, full.eigenvalues, rtol=0, atol=1e-10 * total)
+        # the spanned subspaces agree wherever the spectrum has a gap (eigenvectors are defined up to sign there)
+        for rank in (8, 16, 32):
+            if full.eigenvalues[rank - 1] - full.eigenvalues[rank] < 1e-6 * total:
+                continue
+            projector_fast = fast.eigenvectors[:, :rank] @ fast.eigenvectors[:, :rank].T
+            projector_full = full.eigenvectors[:, :rank] @ full.eigenvectors[:, :rank].T
+            torch.testing.assert_close(projector_fast, projector_full, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("theta", THETAS)
+def test_plans_equal_those_of_the_full_decomposition(calibrated, theta):
+    encoder, stats = calibrated
+    compression = lowrank.plan(stats, theta, rank_multiple=1)
+    for layer in compression.layers:
+        full = principal_components(stats.layer(layer.name), full=True).eigenvalues
+        rank = rank_for_theta(full, layer.theta, 1)
+        expected = rank if lowrank.planning.low_rank_is_cheaper(layer.in_features, layer.out_features,
+                                                                layer.has_bias, rank) else None
+        assert layer.rank == expected, layer.name
+        if layer.rank is not None:
+            assert layer.retained_variance == pytest.approx(retained_fraction(full, rank), abs=1e-9)
+    # the compressed encoder computes the same as one built from full-decomposition bases
+    fast_encoder, full_encoder = copy.deepcopy(encoder), copy.deepcopy(encoder)
+    lowrank.apply(fast_encoder, compression)
+    full_components = {name: principal_components(stats.layer(name), full=True) for name in compression.components}
+    lowrank.apply(full_encoder, lowrank.Plan(compression.rank_threshold, 1, compression.layers, stats=stats,
+                                             components=full_components))
+    batch = feature_batches(count=1)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(fast_encoder(batch).last_hidden_state, full_encoder(batch).last_hidden_state,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_statistics_that_are_not_low_rank_fall_back_to_the_full_decomposition():
+    # statistics claiming 4 inputs for 64 outputs, but with a full-rank covariance (not from that layer): the sketch
+    # misses variance, so the full decomposition is used and nothing is lost
+    generator = torch.Generator().manual_seed(1)
+    rows = torch.randn(500, 64, dtype=torch.float64, generator=generator)
+    layer = EncoderLinear("layers.0.fc1", "mlp", 0, 1, in_features=4, out_features=64, has_bias=True)
+    stats = LayerStats(layer, rows.shape[0], rows.sum(0), rows.T @ rows)
+    components = principal_components(stats)
+    assert components.eigenvectors.shape == (64, 64)
+    torch.testing.assert_close(components.eigenvalues, principal_components(stats, full=True).eigenvalues)
+
+
+def test_a_rank_beyond_the_output_range_is_completed_from_the_statistics(calibrated):
+    encoder, stats = calibrated
+    compression = lowrank.plan(stats, "0.9")
+    fc1 = next(layer for layer in compression.layers if layer.name.endswith("fc1"))
+    wide = compression.with_ranks({fc1.name: 200})  # past the 80 vectors of the range path
+    assert wide.basis(fc1.name).shape == (fc1.out_features, 200)
+    lowrank.apply(copy.deepcopy(encoder), wide)
