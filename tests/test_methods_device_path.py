@@ -120,3 +120,43 @@ def test_device_path_errors_like_the_cpu_path():
         with pytest.raises(ValueError, match="attention contains NaN or inf"):
             samp.compress(data.features, data.lengths, method="samp", keep_ratio=0.5, attention=attention,
                           frames_per_token=data.frames_per_token)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_torch_greedy_loop_picks_what_the_numpy_loop_picks(seed):
+    """The greedy DPP loop itself, on kernels of utterances with different sizes and counts (spanned candidates
+    included: duplicated rows), torch against numpy."""
+    from samp.methods.primitives import dpp_kernel, dpp_kernels_batched, greedy_dpp_items, greedy_picks_device
+
+    g = torch.Generator().manual_seed(seed)
+    sizes, counts = [40, 23, 31], [30, 23, 5]
+    rows = torch.randn(3, 40, 12, generator=g)
+    rows[0, 10:14] = rows[0, 3]  # collinear candidates: spanned once one of them is picked
+    relevance = torch.rand(3, 40, generator=g)
+    valid = torch.arange(40)[None, :] < torch.tensor(sizes)[:, None]
+    expected = greedy_dpp_items([dpp_kernel(rows[b, :s], relevance[b, :s]) for b, s in enumerate(sizes)], counts)
+    kernels, diags = dpp_kernels_batched(rows, valid, relevance)
+    picks = greedy_picks_device(kernels, diags, valid, max(counts))
+    for b, count in enumerate(counts):
+        assert picks[b, :count].tolist() == expected[b].tolist()
+
+
+def test_captured_greedy_refuses_cpu_tensors():
+    from samp.methods.primitives import greedy_picks_captured
+
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        greedy_picks_captured(torch.zeros(1, 2, 2), torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", METHODS)
+def test_cuda_matches_the_cpu_path(method):
+    """On a GPU: CUDA inputs take the device path and pick what the CPU path picks (continuous inputs)."""
+    data = build_inputs(seed=8, batch=3, n=120, channels=32, lengths=[120, 77, 31], structure="runs")
+    cpu = run(method, data, 0.6)
+    cuda = samp.compress(data.features.cuda(), data.lengths.cuda(), method=method,
+                         keep_ratio=1.0 if method == "base" else 0.6, threshold=0.85,
+                         attention=data.attention.cuda(), keys=data.keys.cuda(),
+                         frames_per_token=data.frames_per_token)
+    assert torch.equal(cuda.assignment.cpu(), cpu.assignment)
+    torch.testing.assert_close(cuda.features.cpu(), cpu.features, atol=1e-4, rtol=1e-4)
