@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import samp
+from samp.bench.syncs import HostSyncCounter
 from samp.bench.timers import fastest_seconds, synced
 from samp.methods.primitives import unit_rows
 
@@ -249,9 +250,11 @@ def test_compress_against_prefill_on_cuda(benchmark, qwen2_7b_prefill, method, b
         return
     seconds = fastest_seconds({"compress": run, "product": product}, rounds=CUDA_ROUNDS)
     per_utterance = seconds["compress"] / batch
+    with HostSyncCounter() as syncs:  # what the device path read back, counted on the real device
+        compress_call(method, features, lengths, stats)()
     saved = qwen2_7b_prefill["uncompressed"] - qwen2_7b_prefill["kept"]
     benchmark.extra_info.update(
-        device=torch.cuda.get_device_name(), method=method, batch=batch,
+        device=torch.cuda.get_device_name(), method=method, batch=batch, host_syncs=syncs.total,
         compress_seconds_per_utterance=per_utterance,
         ratio_to_similarity_product=seconds["compress"] / seconds["product"],
         prefill_seconds_qwen2_7b=qwen2_7b_prefill["uncompressed"],
