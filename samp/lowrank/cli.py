@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from samp.cli_errors import refusing_bad_input
 from samp.lowrank.applying import apply, audio_encoder, output_error, save
 from samp.lowrank.calibration import CalibrationStats, calibrate
 from samp.lowrank.planning import Plan, plan
@@ -162,17 +162,6 @@ def _apply(args) -> int:
     return 0
 
 
-def _refusing_bad_input(command):
-    """Bad input is exit 2 with one line naming it, not a traceback."""
-    def run(args) -> int:
-        try:
-            return command(args)
-        except (ValueError, FileNotFoundError) as error:
-            print(f"samp lowrank {args.lowrank_command}: {error}", file=sys.stderr)
-            return 2
-    return run
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser("lowrank", help="calibrated low-rank compression of the audio encoder (LITEALLM)")
     commands = parser.add_subparsers(dest="lowrank_command", required=True)
@@ -182,7 +171,7 @@ def register(subparsers) -> None:
     calibrate_parser.add_argument("--manifest", required=True, help="JSONL manifest with an audio_path per row")
     calibrate_parser.add_argument("--out", required=True, help="statistics file to write (safetensors)")
     calibrate_parser.add_argument("--limit", type=int, default=None, help="use only the first N utterances")
-    calibrate_parser.set_defaults(func=_refusing_bad_input(_calibrate))
+    calibrate_parser.set_defaults(func=refusing_bad_input(_calibrate, "samp lowrank calibrate"))
 
     plan_parser = commands.add_parser("plan", help="choose per-layer ranks from calibration statistics")
     plan_parser.add_argument("--stats", required=True, help="statistics file from 'samp lowrank calibrate'")
@@ -196,7 +185,7 @@ def register(subparsers) -> None:
     plan_parser.add_argument("--rank-multiple", type=int, default=16, help="round ranks up to a multiple of this")
     plan_parser.add_argument("--device", default="cpu", help="where to run the eigendecompositions (cpu, cuda)")
     plan_parser.add_argument("--out", required=True, help="plan JSON to write")
-    plan_parser.set_defaults(func=_refusing_bad_input(_plan))
+    plan_parser.set_defaults(func=refusing_bad_input(_plan, "samp lowrank plan"))
 
     apply_parser = commands.add_parser("apply", help="compress the model's audio encoder with a plan and save it")
     apply_parser.add_argument("--model", required=True, help="model checkpoint directory")
@@ -205,7 +194,7 @@ def register(subparsers) -> None:
     apply_parser.add_argument("--out", required=True, help="directory for the compressed encoder")
     apply_parser.add_argument("--manifest", default=None, help="report the encoder output error on this manifest")
     apply_parser.add_argument("--limit", type=int, default=None, help="use only the first N utterances of --manifest")
-    apply_parser.set_defaults(func=_refusing_bad_input(_apply))
+    apply_parser.set_defaults(func=refusing_bad_input(_apply, "samp lowrank apply"))
 
 
 __all__ = ["block_frame_mask", "manifest_audio", "register"]

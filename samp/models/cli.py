@@ -5,8 +5,9 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from samp.cli_errors import refusing_bad_input
 
 
 def _convert(args) -> int:
@@ -25,17 +26,6 @@ def _convert(args) -> int:
     return 0
 
 
-def _refusing_bad_input(command):
-    """Bad input is exit 2 with one line naming it, not a traceback."""
-    def run(args) -> int:
-        try:
-            return command(args)
-        except (ValueError, FileNotFoundError) as error:
-            print(f"samp models {args.models_command}: {error}", file=sys.stderr)
-            return 2
-    return run
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser("models", help="model checkpoints: convert CTranslate2 Whisper to transformers")
     commands = parser.add_subparsers(dest="models_command", required=True)
@@ -43,4 +33,4 @@ def register(subparsers) -> None:
     convert_parser.add_argument("source", help="CTranslate2 Whisper directory, or an installed checkpoint name "
                                                "(tiny.en, base)")
     convert_parser.add_argument("out", help="new directory for the transformers checkpoint")
-    convert_parser.set_defaults(func=_refusing_bad_input(_convert))
+    convert_parser.set_defaults(func=refusing_bad_input(_convert, "samp models convert"))
