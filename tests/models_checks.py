@@ -5,6 +5,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from samp.models.llm_pruning import find_decoder
+
 
 def stock_new_tokens(model, processor, prompt, wave, **generate_kwargs):
     """The new tokens of the model's own ``generate`` on what its stock processor makes of ``prompt`` and ``wave``."""
@@ -14,15 +16,43 @@ def stock_new_tokens(model, processor, prompt, wave, **generate_kwargs):
     return out[:, inputs["input_ids"].shape[1]:]
 
 
-def audio_logit_shift(model, adapter, prompt, wave) -> float:
-    """Largest change of the last position's logits when the audio rows are zeroed: a tiny model that ignores its
-    audio would make every equivalence test vacuous."""
+def audio_prefill(model, adapter, prompt, wave):
+    """``(inputs, audio rows scattered to prompt length, prompt embeddings)`` of one utterance, uncompressed."""
     tokens = adapter.encode([wave])
     n = int(tokens.lengths[0])
     inputs = adapter.build_inputs(prompt, [n])
     rows = adapter._scatter_rows(inputs, [tokens.features[0, :n]])
     with torch.no_grad():
         embeds = model.get_input_embeddings()(inputs.input_ids)
+    return inputs, rows, embeds
+
+
+def embedded(model, ids):
+    with torch.no_grad():
+        return model.get_input_embeddings()(ids)
+
+
+def reference_logits(model, embeds, layer, kept_prompt, prompt_length):
+    """No cache: every token through layers < ``layer``, the kept prompt positions and every later token after."""
+    decoder = find_decoder(model)
+    hidden, positions = embeds, torch.arange(embeds.shape[1])[None]
+    keep = torch.cat([kept_prompt, torch.arange(prompt_length, embeds.shape[1])])
+    for index, block in enumerate(decoder.layers):
+        if index == layer:
+            hidden, positions = hidden[:, keep], positions[:, keep]
+        size = hidden.shape[1]
+        mask = torch.full((size, size), torch.finfo(hidden.dtype).min).triu(1)[None, None]
+        out = block(hidden, attention_mask=mask, position_ids=positions,
+                    position_embeddings=decoder.rotary_emb(hidden, positions))
+        hidden = out[0] if isinstance(out, tuple) else out
+    return model.get_output_embeddings()(decoder.norm(hidden))
+
+
+def audio_logit_shift(model, adapter, prompt, wave) -> float:
+    """Largest change of the last position's logits when the audio rows are zeroed: a tiny model that ignores its
+    audio would make every equivalence test vacuous."""
+    inputs, rows, embeds = audio_prefill(model, adapter, prompt, wave)
+    with torch.no_grad():
         logits = [
             model(inputs_embeds=torch.where(inputs.audio_rows[..., None], audio, embeds),
                   attention_mask=inputs.attention_mask).logits[0, -1]

@@ -10,6 +10,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
 import samp
+from models_checks import embedded, reference_logits
 from samp.methods.in_llm import dart_llm_keep, fastv_keep, fastv_scores
 from samp.models.llm_pruning import LLMPruning, prune_in_llm
 from samp.models.tiny import seeded_init_
@@ -31,23 +32,6 @@ def tiny_qwen2(attn_implementation):
 @pytest.fixture(scope="module")
 def prompt():
     return torch.randint(1, 96, (1, LENGTH), generator=torch.Generator().manual_seed(0))
-
-
-def reference_logits(model, ids, layer, kept_prompt, prompt_length):
-    """No cache: layers < ``layer`` see every token, later ones the kept prompt positions and every later token."""
-    decoder = model.model
-    hidden = decoder.embed_tokens(ids)
-    positions = torch.arange(ids.shape[1])[None]
-    keep = torch.cat([kept_prompt, torch.arange(prompt_length, ids.shape[1])])
-    for index, block in enumerate(decoder.layers):
-        if index == layer:
-            hidden, positions = hidden[:, keep], positions[:, keep]
-        size = hidden.shape[1]
-        mask = torch.full((size, size), torch.finfo(hidden.dtype).min).triu(1)[None, None]
-        out = block(hidden, attention_mask=mask, position_ids=positions,
-                    position_embeddings=decoder.rotary_emb(hidden, positions))
-        hidden = out[0] if isinstance(out, tuple) else out
-    return model.lm_head(decoder.norm(hidden))
 
 
 def reference_kept(eager, ids, pruning):
@@ -94,7 +78,7 @@ def test_prefill_logits_equal_the_reference_loop(attn_implementation, pruning, p
     with torch.no_grad():
         with prune_in_llm(model, pruning, span=SPAN) as hooks:
             logits = model(prompt).logits
-        expected = reference_logits(model, prompt, pruning.layer, kept, LENGTH)
+        expected = reference_logits(model, embedded(model, prompt), pruning.layer, kept, LENGTH)
         unpruned = model(prompt).logits
     assert hooks.kept.tolist() == kept.tolist()
     assert logits.shape == (1, kept.numel(), 96)
@@ -112,7 +96,7 @@ def test_cached_generate_equals_a_no_cache_run_with_the_same_kept_tokens(attn_im
                                  return_dict_in_generate=True)
         tokens = prompt
         for step in range(STEPS):
-            logits = reference_logits(model, tokens, pruning.layer, hooks.kept, LENGTH)[:, -1]
+            logits = reference_logits(model, embedded(model, tokens), pruning.layer, hooks.kept, LENGTH)[:, -1]
             torch.testing.assert_close(out.logits[step], logits, atol=1e-4, rtol=1e-4)
             tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], dim=1)
     assert out.sequences.tolist() == tokens.tolist()

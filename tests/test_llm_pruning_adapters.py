@@ -8,6 +8,7 @@ import torch
 import transformers
 
 import samp
+from models_checks import audio_prefill, reference_logits
 from samp.models import LLMPruning, adapter_for
 from samp.models import tiny
 from samp.models.llm_pruning import find_decoder, prune_in_llm
@@ -48,30 +49,9 @@ def waves():
 
 
 def prefill_embeddings(model, adapter, prompt, wave):
-    tokens = adapter.encode([wave])
-    n = int(tokens.lengths[0])
-    inputs = adapter.build_inputs(prompt, [n])
-    rows = adapter._scatter_rows(inputs, [tokens.features[0, :n]])
-    with torch.no_grad():
-        embeds = model.get_input_embeddings()(inputs.input_ids)
+    inputs, rows, embeds = audio_prefill(model, adapter, prompt, wave)
     audio = torch.nonzero(inputs.audio_rows[0]).squeeze(1)
     return torch.where(inputs.audio_rows[..., None], rows, embeds), (int(audio[0]), int(audio[-1]) + 1)
-
-
-def reference_logits(model, embeds, layer, kept_prompt, prompt_length):
-    """No cache: every token through layers < ``layer``, the kept prompt positions and every later token after."""
-    decoder = find_decoder(model)
-    hidden, positions = embeds, torch.arange(embeds.shape[1])[None]
-    keep = torch.cat([kept_prompt, torch.arange(prompt_length, embeds.shape[1])])
-    for index, block in enumerate(decoder.layers):
-        if index == layer:
-            hidden, positions = hidden[:, keep], positions[:, keep]
-        size = hidden.shape[1]
-        mask = torch.full((size, size), torch.finfo(hidden.dtype).min).triu(1)[None, None]
-        out = block(hidden, attention_mask=mask, position_ids=positions,
-                    position_embeddings=decoder.rotary_emb(hidden, positions))
-        hidden = out[0] if isinstance(out, tuple) else out
-    return model.get_output_embeddings()(decoder.norm(hidden))
 
 
 def stock_fastv_kept(model, embeds, span, keep_ratio, layer=1):
