@@ -125,5 +125,5 @@ def test_generate_batch_equals_each_utterance_alone(family, waves, method):
 
 def test_kimi_audio_refuses_in_llm_methods_before_encoding():
     model, processor = tiny.tiny_kimi_audio()
-    with pytest.raises(ValueError, match="'fastv' prunes inside the LLM, which the Kimi-Audio adapter does not"):
+    with pytest.raises(ValueError, match="'fastv' prunes inside the LLM, which the kimi_audio adapter does not support"):
         adapter_for(model, processor).generate(["not audio"], "q<audio>", method="fastv", keep_ratio=0.5)

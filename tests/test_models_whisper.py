@@ -164,7 +164,7 @@ def test_english_only_accepts_english_by_any_name(english, waves):
     (dict(language="en", method="base", keep_ratio=0.5), "keep_ratio=1.0"),
     (dict(language="en", encoder_outputs=None), "encoder_outputs is not an option of the Whisper adapter"),
     (dict(language="en", llm_pruning=None), "llm_pruning is not an option of the Whisper adapter"),
-    (dict(language="en", method="fastv"), "'fastv' prunes inside an LLM's layers; Whisper has no LLM"),
+    (dict(language="en", method="fastv"), "'fastv' prunes inside the LLM, which the whisper adapter does not support: Whisper has no LLM"),
 ])
 def test_bad_options_are_refused_before_encoding(multilingual, kwargs, message, monkeypatch):
     adapter = multilingual[2]

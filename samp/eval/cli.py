@@ -123,7 +123,9 @@ def run_eval(args) -> int:
         if not args.reeval:
             import samp.models
 
-            samp.models.adapter_class(args.model).check_flavor(args.flavor)
+            adapter_class = samp.models.adapter_class(args.model)
+            adapter_class.check_flavor(args.flavor)
+            adapter_class.check_method(args.method)
             if args.lowrank_encoder is not None and not args.lowrank_encoder.is_dir():
                 raise ValueError(f"--lowrank-encoder {args.lowrank_encoder} does not exist (write it with "
                                  f"'samp lowrank apply')")

@@ -206,6 +206,8 @@ class Adapter:
     reference_flavor: str = ""     # the samp.compress flavour that reproduces the SA-MAP reference for this family
     sampling_rate: int = 16000
     max_seconds: float | None = 30.0
+    # Why in-LLM methods (fastv, dart-llm) do not apply to this family; empty where they do.
+    in_llm_unsupported: str = ""
 
     def __init__(self, model: nn.Module, processor: Any):
         self.model = model
@@ -320,6 +322,19 @@ class Adapter:
         allowed = "'samp'" + (f" or {cls.reference_flavor!r}" if cls.reference_flavor else
                               " (the SA-MAP reference never ran this model)")
         raise ValueError(f"flavor {flavor!r} does not apply to {cls.family}; use {allowed}")
+
+    @classmethod
+    def check_method(cls, method: str):
+        """The method's registry entry if this family can run it (a class method: checked before a checkpoint
+        loads); refuses an in-LLM method where the family has no hookable LLM."""
+        import samp
+
+        spec = samp.methods.get(method)
+        if spec.kind == "in-llm" and cls.in_llm_unsupported:
+            post = ", ".join(m.name for m in samp.methods.available("post-projector"))
+            raise ValueError(f"method {method!r} prunes inside the LLM, which the {cls.family} adapter does not "
+                             f"support: {cls.in_llm_unsupported}; use a post-projector method ({post})")
+        return spec
 
     def generate(
         self,

@@ -146,6 +146,7 @@ class KimiAudioAdapter(Adapter):
     placeholder = "<audio>"           # where the user's speech sits among the prompt text
     frames_per_token = FRAMES_PER_TOKEN
     reference_flavor = "kimi_audio"
+    in_llm_unsupported = "its trunk generates from summed audio and text embeddings, not yet hooked"
 
     def __init__(self, model: KimiAudioLite, processor: SpeechProcessor):
         super().__init__(model, processor)
@@ -213,15 +214,9 @@ class KimiAudioAdapter(Adapter):
         LM vocabulary, one per 80 ms: ``(n_samples - 1)//1280 + 1`` of them) from the user's speech tokenizer."""
         import time
 
-        import samp
-
         self.check_prompt(prompt)
         self.check_flavor(flavor)
-        spec = samp.methods.get(method)
-        if spec.kind != "post-projector":
-            raise ValueError(f"method {method!r} prunes inside the LLM, which the Kimi-Audio adapter does not support "
-                             "yet (its trunk generates from summed audio and text embeddings); use a post-projector "
-                             "method")
+        spec = self.check_method(method)
         speech_tokenizer = getattr(self.processor, "speech_tokenizer", None)
         if semantic_ids is None and speech_tokenizer is not None:
             semantic_ids = [list(speech_tokenizer(audio)) for audio in audios]

@@ -65,6 +65,7 @@ class WhisperAdapter(Adapter):
     family = "whisper"
     frames_per_token = 1
     reference_flavor = ""  # the SA-MAP reference never ran Whisper
+    in_llm_unsupported = "Whisper has no LLM; its decoder cross-attends to the encoder states, which is what to compress"
 
     def __init__(self, model, processor):
         super().__init__(model, processor)
@@ -149,10 +150,8 @@ class WhisperAdapter(Adapter):
         self.check_flavor(flavor)
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {WINDOWS}; got {window!r}")
-        spec = samp.methods.check_options(method, keep_ratio, threshold, flavor)
-        if spec.kind != "post-projector":
-            raise ValueError(f"method {method!r} prunes inside an LLM's layers; Whisper has no LLM: use a method that "
-                             f"compresses the encoder states ({', '.join(m.name for m in samp.methods.available('post-projector'))})")
+        samp.methods.check_options(method, keep_ratio, threshold, flavor)
+        spec = self.check_method(method)
         for name in ("encoder_outputs", "input_features", "decoder_input_ids", "llm_pruning"):
             if name in generate_kwargs:
                 raise ValueError(f"{name} is not an option of the Whisper adapter (the encoder states are what it "
