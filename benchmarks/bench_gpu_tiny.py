@@ -34,3 +34,23 @@ def test_tiny_qwen2_audio_latency(method, keep_ratio, tiny_adapter, benchmark):
     assert result.peak_memory_bytes and result.peak_memory_bytes > 0
     assert result.prefill_s > 0 and result.decode_tokens_per_s > 0
     assert torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("method", ["base", "fastv", "dart-llm"])
+def test_speech_tiny_in_llm_latency(method, benchmark):
+    """FastV and DART inside the LLM need a pruning layer below the last one: the committed speech_tiny model (3 LLM
+    layers, pruning before layer 2), on its ≤ 3 s clips. Recorded, not gated."""
+    from pathlib import Path
+
+    import samp.models
+
+    model_dir = Path(__file__).resolve().parents[1] / "fixtures" / "speech_tiny" / "model"
+    adapter = samp.models.adapter_for(*samp.models.load(model_dir, device="cuda"))
+    benchmark.group = "speech_tiny in-LLM pruning on CUDA"
+    keep_ratio = 1.0 if method == "base" else 0.5
+    result = measure_latency(adapter, method=method, keep_ratio=keep_ratio, flavor="samp", benchmark=benchmark,
+                             seconds=2.5, new_tokens=8, rounds=5)
+    benchmark.extra_info.update({name: value for name, value in vars(result).items()})
+    before, after = result.audio_tokens
+    assert after == samp.keep_count(before, keep_ratio)
+    assert result.prefill_s > 0

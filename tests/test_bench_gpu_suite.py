@@ -1,5 +1,7 @@
 """The GPU suites' parts that run anywhere: the parameters come from the budget files, the latency measurement
 works on a tiny real model (CPU here, CUDA on a GPU machine), and missing checkpoints skip with a reason."""
+from pathlib import Path
+
 import pytest
 
 from samp.bench.budgets import default_budget_dir, load_budgets
@@ -15,9 +17,22 @@ def test_params_cover_every_budget_row_of_a_model():
     assert "samp-r0.7-LibriSpeech-test_clean" in {p.id for p in params}
     latency = [p.values for p in latency_params("Qwen/Qwen2-Audio-7B")]
     assert latency[0] == ("base", 1.0)
-    assert ("samp", 0.6) in latency and ("samp", 0.5) in latency and len(latency) == 1 + 6 * 2
+    assert ("samp", 0.6) in latency and ("samp", 0.5) in latency and len(latency) == 1 + 6 * 2 + 2 * 2  # six published methods and two in-LLM ones, at 0.5 and 0.6
     with pytest.raises(ValueError, match="no budget rows for nobody/none"):
         accuracy_params("nobody/none")
+
+
+def test_in_llm_methods_run_at_every_compressed_setting_of_a_model():
+    from samp.bench.gpu_suite import in_llm_params
+
+    keys = [p.values[0] for p in in_llm_params("Qwen/Qwen2-Audio-7B")]
+    compressed = {(b.values[0].key.keep_ratio, b.values[0].key.dataset, b.values[0].key.subset)
+                  for b in accuracy_params("Qwen/Qwen2-Audio-7B") if b.values[0].key.method != "base"}
+    assert {k.method for k in keys} == {"fastv", "dart-llm"}
+    assert {(k.keep_ratio, k.dataset, k.subset) for k in keys} == compressed
+    assert len(keys) == 2 * len(compressed)
+    latency = [p.values for p in latency_params("Qwen/Qwen2-Audio-7B")]
+    assert ("fastv", 0.6) in latency and ("dart-llm", 0.5) in latency
 
 
 def test_measure_latency_on_a_tiny_model(benchmark):
@@ -57,6 +72,8 @@ def tiny_checkout(tmp_path_factory):
     checkpoint = root / "models" / "tiny" / "Qwen2-Audio"
     model.save_pretrained(checkpoint)
     processor.save_pretrained(checkpoint)
+    (root / "models" / "tiny" / "speech_tiny").symlink_to(Path(__file__).resolve().parents[1] / "fixtures" /
+                                                           "speech_tiny" / "model")
     data = root / "data" / "LibriSpeech"
     data.mkdir(parents=True)
     rows = []
@@ -104,6 +121,24 @@ def test_a_score_outside_its_band_fails_with_the_numbers(tiny_checkout, tmp_path
                             cache=ModelCache("cpu", torch.float32), benchmark=benchmark, recorder=recorder,
                             work_dir=tmp_path, max_new_tokens=6)
     assert recorder.observations[0].value > 0  # recorded before the band is checked
+
+
+def test_in_llm_accuracy_is_recorded_not_gated(tiny_checkout, tmp_path, benchmark):
+    import torch
+
+    from samp.bench.budgets import ResultKey
+    from samp.bench.gpu_suite import run_recorded_accuracy
+    from samp.bench.plugin import Recorder
+
+    # FastV prunes before LLM layer 2: the committed speech_tiny model has 3 (the tiny random one only 2)
+    key = ResultKey("tiny/speech_tiny", "fastv", 0.5, "LibriSpeech", "test_clean")
+    recorder = Recorder(None)
+    record = run_recorded_accuracy(key, paths=BenchPaths(tiny_checkout / "models", tiny_checkout / "data"),
+                                   cache=ModelCache("cpu", torch.float32), benchmark=benchmark, recorder=recorder,
+                                   work_dir=tmp_path, max_new_tokens=6)
+    (observation,) = recorder.observations
+    assert observation.key == key and record.method == "fastv" and record.flavor == "samp"
+    assert observation.coverage == 1.0 and observation.tokens_out < observation.tokens_in
 
 
 def test_accuracy_budget_skips_without_the_dataset(tiny_checkout, tmp_path):
@@ -162,3 +197,27 @@ def test_latency_budget_needs_the_uncompressed_run_first(tiny_checkout, benchmar
         run_latency_budget("tiny/Qwen2-Audio", "fastadasp", 0.5, paths=BenchPaths(tiny_checkout / "models", None),
                            cache=ModelCache("cpu", torch.float32), benchmark=benchmark, book=LatencyBook(),
                            budgets=load_budgets(default_budget_dir()), seconds=2.0, new_tokens=3, rounds=1)
+
+
+@pytest.fixture(scope="module")
+def speech_tiny_session():
+    import torch
+
+    return LatencyBook(), ModelCache("cpu", torch.float32)
+
+
+@pytest.mark.parametrize("method, keep_ratio", [("base", 1.0), ("fastv", 0.5)])
+def test_in_llm_latency_is_recorded_not_gated(tiny_checkout, benchmark, method, keep_ratio, speech_tiny_session):
+    """A gate no run could pass (slack −1) is not applied to FastV: its layers before the pruning layer see every
+    token, so keep_ratio bounds no prefill time."""
+    from samp.bench.budgets import BudgetTable, LatencyBudget
+
+    book, cache = speech_tiny_session
+    budgets = BudgetTable((), LatencyBudget(prefill_slack=-1.0))
+    run_latency_budget("tiny/speech_tiny", method, keep_ratio, paths=BenchPaths(tiny_checkout / "models", None),
+                       cache=cache, benchmark=benchmark, book=book, budgets=budgets, seconds=2.0, new_tokens=3,
+                       rounds=1)
+    if method == "fastv":
+        assert benchmark.extra_info["prefill_ratio_to_base"] > 0
+        before, after = book.results[("tiny/speech_tiny", "fastv", 0.5)].audio_tokens
+        assert after < before

@@ -2,6 +2,9 @@
 ratios to the uncompressed run, per model × method × keep ratio (× dataset). Each benchmark file names its model and
 calls these; everything that needs a checkpoint, a dataset or CUDA skips with the reason.
 
+The in-LLM methods (FastV, DART inside the LLM) have no published numbers on the seed's datasets: they run at the
+same settings as the budget rows and are recorded, never gated (``in_llm_params``, ``run_recorded_accuracy``).
+
 Model and data locations come from ``--samp-model-dir`` / ``--samp-data-root`` (see :mod:`samp.bench.plugin`);
 nothing is downloaded.
 """
@@ -14,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from samp.bench.budgets import AccuracyBudget, BudgetTable, default_budget_dir, load_budgets
+from samp.bench.budgets import AccuracyBudget, BudgetTable, ResultKey, default_budget_dir, load_budgets
 from samp.bench.timers import peak_memory, synchronizing_forward, synchronize
 
 LATENCY_SECONDS = 20.0        # one utterance of this length, synthetic speech-like audio (content-independent cost)
@@ -35,11 +38,30 @@ def accuracy_params(model_id: str) -> list:
                                     f"{budget.key.subset}") for budget in rows]
 
 
+def in_llm_methods() -> tuple[str, ...]:
+    import samp
+
+    return tuple(spec.name for spec in samp.methods.available("in-llm"))
+
+
+def in_llm_params(model_id: str) -> list:
+    """One pytest param (``ResultKey``) per in-LLM method × each (keep ratio, dataset, subset) of the model's
+    compressed budget rows: the same settings as the published methods, recorded, not gated."""
+    settings = sorted({(b.key.keep_ratio, b.key.dataset, b.key.subset) for b in _budgets().select(model=model_id)
+                       if b.key.method != "base"})
+    if not settings:
+        raise ValueError(f"no compressed budget rows for {model_id}")
+    return [pytest.param(ResultKey(model_id, method, ratio, dataset, subset),
+                         id=f"{method}-r{ratio:g}-{dataset}-{subset}")
+            for method in in_llm_methods() for ratio, dataset, subset in settings]
+
+
 def latency_params(model_id: str) -> list:
     """(method, keep_ratio) for every compressed setting of the model's budget rows, after ``base`` at 1.0."""
     settings = sorted({(b.key.method, b.key.keep_ratio) for b in _budgets().select(model=model_id)
                        if b.key.method != "base"})
-    return [pytest.param("base", 1.0, id="base-r1")] + [pytest.param(m, r, id=f"{m}-r{r:g}") for m, r in settings]
+    settings = set(settings) | {(method, ratio) for method in in_llm_methods() for _, ratio in settings}
+    return [pytest.param("base", 1.0, id="base-r1")] + [pytest.param(m, r, id=f"{m}-r{r:g}") for m, r in sorted(settings)]
 
 
 class ModelCache:
@@ -72,11 +94,35 @@ def run_accuracy_budget(budget: AccuracyBudget, *, paths, cache: ModelCache, ben
                         max_new_tokens: int = 256):
     """Evaluate one budget row with the reference's flavour, scorer and ``max_new_tokens``, record it, and fail
     outside the band."""
+    record = _evaluate_setting(budget.key, threshold=budget.threshold, flavor=budget.flavor, paths=paths, cache=cache,
+                               benchmark=benchmark, recorder=recorder, work_dir=work_dir,
+                               max_new_tokens=max_new_tokens)
+    low, high = budget.band
+    assert budget.contains(record.value), (
+        f"{budget.key.label()}: {record.metric} {100 * record.value:.2f}% left the band "
+        f"{100 * low:.2f}–{100 * high:.2f}% (published {budget.published}%, ±{budget.tolerance})")
+
+
+def run_recorded_accuracy(key: ResultKey, *, paths, cache: ModelCache, benchmark, recorder, work_dir: Path,
+                          max_new_tokens: int = 256):
+    """Evaluate one setting that has no published number (an in-LLM method) and record it; skips where the model's
+    family cannot run the method."""
+    import samp.models
+
+    try:
+        samp.models.adapter_class(paths.checkpoint(key.model)).check_method(key.method)
+    except ValueError as error:
+        pytest.skip(str(error))
+    return _evaluate_setting(key, threshold=None, flavor=None, paths=paths, cache=cache, benchmark=benchmark,
+                             recorder=recorder, work_dir=work_dir, max_new_tokens=max_new_tokens)
+
+
+def _evaluate_setting(key: ResultKey, *, threshold, flavor, paths, cache: ModelCache, benchmark, recorder,
+                      work_dir: Path, max_new_tokens: int):
     from samp.eval.datasets import get_dataset
     from samp.eval.manifest import find_manifest, load_manifest
     from samp.eval.runner import RunConfig, adapter_inference, evaluate
 
-    key = budget.key
     checkpoint = paths.checkpoint(key.model)
     spec = get_dataset(key.dataset)
     try:
@@ -88,18 +134,15 @@ def run_accuracy_budget(budget: AccuracyBudget, *, paths, cache: ModelCache, ben
         pytest.skip(f"{manifest} has no items of subset {key.subset!r}")
     adapter = cache.adapter_for(key.model, checkpoint)
     config = RunConfig(model=key.model, method=key.method, keep_ratio=key.keep_ratio,
-                       threshold=budget.threshold if budget.threshold is not None else 0.85,
-                       flavor=budget.flavor or "samp", scorer="evalkit")
+                       threshold=threshold if threshold is not None else 0.85,
+                       flavor=flavor or "samp", scorer="evalkit")
     records = benchmark.pedantic(
         evaluate, args=(config, [(spec, items)], work_dir, adapter_inference(adapter, config,
                                                                             max_new_tokens=max_new_tokens)),
         kwargs={"device": cache.device_name, "progress": False}, rounds=1, iterations=1)
     (record,) = [r for r in records if r.subset == key.subset]
     recorder.add(record, benchmark)
-    low, high = budget.band
-    assert budget.contains(record.value), (
-        f"{key.label()}: {record.metric} {100 * record.value:.2f}% left the band "
-        f"{100 * low:.2f}–{100 * high:.2f}% (published {budget.published}%, ±{budget.tolerance})")
+    return record
 
 
 @dataclass(frozen=True)
@@ -171,10 +214,16 @@ def run_latency_budget(model_id: str, method: str, keep_ratio: float, *, paths, 
                        book: LatencyBook, budgets: BudgetTable, **measure):
     """Measure one setting (``measure``: :func:`measure_latency`'s ``seconds``/``new_tokens``/``rounds``) and gate
     its prefill against the uncompressed run of the same session."""
+    import samp.models
+
     checkpoint = paths.checkpoint(model_id)
+    try:
+        spec = samp.models.adapter_class(checkpoint).check_method(method)
+    except ValueError as error:
+        pytest.skip(str(error))
     adapter = cache.adapter_for(model_id, checkpoint)
     flavors = {b.flavor for b in budgets.select(model=model_id)}
-    flavor = flavors.pop() if len(flavors) == 1 and None not in flavors else "samp"
+    flavor = flavors.pop() if len(flavors) == 1 and None not in flavors and spec.kind != "in-llm" else "samp"
     result = measure_latency(adapter, method=method, keep_ratio=keep_ratio, flavor=flavor, benchmark=benchmark,
                              **measure)
     book.results[(model_id, method, keep_ratio)] = result
@@ -188,6 +237,7 @@ def run_latency_budget(model_id: str, method: str, keep_ratio: float, *, paths, 
                     "latency ratios need it")
     ratio = result.prefill_s / base.prefill_s
     benchmark.extra_info["prefill_ratio_to_base"] = ratio
-    if budgets.latency is not None:
+    # the layers before an in-LLM method's pruning layer see every token: keep_ratio bounds no prefill time
+    if budgets.latency is not None and spec.kind != "in-llm":
         budgets.latency.check_prefill(f"{model_id} {method} r{keep_ratio:g}", keep_ratio, result.prefill_s,
                                       base.prefill_s)
