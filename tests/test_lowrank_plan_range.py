@@ -11,7 +11,7 @@ from samp.lowrank.calibration import LayerStats
 from samp.lowrank.layers import EncoderLinear
 from samp.lowrank.planning import principal_components, rank_for_theta, retained_fraction
 
-from test_lowrank_encoders import feature_batches, tiny_whisper_encoder
+from test_lowrank_encoders import feature_batches, tiny_qwen2_audio_encoder, tiny_whisper_encoder
 
 THETAS = ["0.9", "0.95:0.99", "0.99:0.999", "0.999"]
 
@@ -84,3 +84,40 @@ def test_a_rank_beyond_the_output_range_is_completed_from_the_statistics(calibra
     wide = compression.with_ranks({fc1.name: 200})  # past the 80 vectors of the range path
     assert wide.basis(fc1.name).shape == (fc1.out_features, 200)
     lowrank.apply(copy.deepcopy(encoder), wide)
+
+
+def _whole_and_speech():
+    encoder = tiny_whisper_encoder()
+    batches = feature_batches(count=2)
+    frames = encoder.config.max_source_positions
+    speech = [{"input_features": b, "frame_mask": torch.arange(frames)[None, :] < torch.tensor([[30], [55]])}
+              for b in batches]
+    return (lowrank.calibrate(encoder, batches, progress=False), lowrank.calibrate(encoder, speech, progress=False))
+
+
+def test_balance_frames_weighs_speech_and_padding_as_asked():
+    whole, speech = _whole_and_speech()
+    for name in ("layers.0.fc1", "layers.1.self_attn.q_proj"):
+        total, part = whole.layer(name), speech.layer(name)
+        # the speech share equal to the speech frames' fraction gives the whole-window statistics back
+        same = lowrank.balance_frames(whole, speech, part.count / total.count).layer(name)
+        torch.testing.assert_close(same.output_outer_sum, total.output_outer_sum, rtol=1e-12, atol=1e-9)
+        # share 1: the speech statistics scaled to the whole count (same mean and covariance)
+        only_speech = lowrank.balance_frames(whole, speech, 1.0).layer(name)
+        torch.testing.assert_close(only_speech.covariance(), part.covariance(), rtol=1e-9, atol=1e-9)
+        # half and half: the mean is the average of the speech mean and the padding mean
+        half = lowrank.balance_frames(whole, speech).layer(name)
+        padding_mean = (total.output_sum - part.output_sum) / (total.count - part.count)
+        torch.testing.assert_close(half.mean(), (part.mean() + padding_mean) / 2, rtol=1e-12, atol=1e-12)
+        assert half.count == total.count
+
+
+def test_balance_frames_refuses_mismatched_statistics():
+    whole, speech = _whole_and_speech()
+    with pytest.raises(ValueError, match="part_share"):
+        lowrank.balance_frames(whole, speech, 1.5)
+    with pytest.raises(ValueError, match="nothing is left"):
+        lowrank.balance_frames(whole, whole)
+    other = lowrank.calibrate(tiny_qwen2_audio_encoder(), feature_batches(count=1), progress=False)
+    with pytest.raises(ValueError, match="same layers"):
+        lowrank.balance_frames(whole, other)

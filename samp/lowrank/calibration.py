@@ -172,6 +172,37 @@ class StatsAccumulator:
         return LayerStats(self.layer, self.count, self.output_sum.cpu(), self.output_outer_sum.cpu())
 
 
+def balance_frames(whole: CalibrationStats, part: CalibrationStats, part_share: float = 0.5) -> CalibrationStats:
+    """Statistics in which the frames of ``part`` (e.g. speech frames: ``calibrate`` with a ``frame_mask``) weigh
+    ``part_share`` and the other frames of the same windows (``whole`` − ``part``: the padding) the rest.
+
+    Why: a 30-s Whisper window is mostly padding, whose outputs barely change from frame to frame, so whole-window
+    statistics spend their variance on it and fit the speech frames poorly; speech-only statistics never see the
+    padding frames the decoder still attends to, and a basis fitted without them breaks them. The row count stays
+    ``whole``'s, so a share equal to ``part``'s fraction of the frames gives ``whole`` back.
+    """
+    if not 0.0 <= part_share <= 1.0:
+        raise ValueError(f"part_share must lie in [0, 1], got {part_share}")
+    if whole.encoder_class != part.encoder_class or [s.layer for s in whole.layers] != [s.layer for s in part.layers]:
+        raise ValueError("balance_frames needs statistics of the same layers (the same encoder)")
+    layers = []
+    for total, chosen in zip(whole.layers, part.layers):
+        rest = total.count - chosen.count
+        if rest <= 0 and part_share < 1.0:
+            raise ValueError(f"{total.name}: the part holds every frame ({chosen.count} of {total.count}); "
+                             "nothing is left to balance it against")
+        if chosen.count > total.count:
+            raise ValueError(f"{total.name}: the part has more frames ({chosen.count}) than the whole ({total.count})")
+        part_weight = part_share * total.count / chosen.count
+        rest_weight = (1.0 - part_share) * total.count / rest if rest > 0 else 0.0
+        layers.append(LayerStats(
+            total.layer, total.count,
+            part_weight * chosen.output_sum + rest_weight * (total.output_sum - chosen.output_sum),
+            part_weight * chosen.output_outer_sum + rest_weight * (total.output_outer_sum - chosen.output_outer_sum),
+        ))
+    return CalibrationStats(whole.encoder_class, tuple(layers))
+
+
 def _split_batch(batch):
     """``(encoder inputs, frame mask or None)`` from a tensor or a mapping that may hold ``frame_mask``."""
     if isinstance(batch, torch.Tensor):
