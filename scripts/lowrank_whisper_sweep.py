@@ -111,8 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test-items", type=int, default=24, help="first N of the Asterisk-en test split")
     parser.add_argument("--calibration-items", type=int, default=48, help="first N of the calibration split")
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS,
-                        help="CALIBRATION/THETA/own|shared, CALIBRATION one of asterisk-whole, asterisk-speech, "
-                             "synthetic-whole")
+                        help="CALIBRATION/THETA/own|shared[/MIN_FLOP_SAVING], CALIBRATION one of asterisk-whole, "
+                             "asterisk-speech, asterisk-balanced, synthetic-whole")
     parser.add_argument("--synthetic-items", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds per configuration (fastest kept)")
     parser.add_argument("--token-keep-ratio", type=float, default=0.5)
@@ -224,19 +224,20 @@ def main(argv=None) -> int:
 
     rows = []
     plan_seconds = {}
-    configs = [tuple(spec.split("/")) for spec in args.configs]
-    for calibration, _, _ in configs:
+    configs = []
+    for spec in args.configs:
+        calibration, theta, share, *saving = spec.split("/")
         if calibration not in stats:
             parser.error(f"configuration calibrated on {calibration!r}, which this run did not collect")
-    configs = [(calibration, theta, share == "shared") for calibration, theta, share in configs]
-    for calibration, theta, share in configs:
+        configs.append((calibration, theta, share == "shared", float(saving[0]) if saving else 0.0))
+    for calibration, theta, share, saving in configs:
         started = time.perf_counter()
-        compression = lowrank.plan(stats[calibration], theta, share_bases=share)
-        plan_seconds[f"{calibration}/{theta}/{share}"] = time.perf_counter() - started
-        name = f"{calibration} θ={theta}{' shared' if share else ''}"
-        (out / "plans" / f"{calibration}_{theta.replace(':', '-')}{'_shared' if share else ''}.txt").write_text(
-            compression.table() + "\n")
-        rows.append(evaluate(name, compression, calibration=calibration))
+        compression = lowrank.plan(stats[calibration], theta, share_bases=share, min_flop_saving=saving)
+        plan_seconds[f"{calibration}/{theta}/{share}/{saving}"] = time.perf_counter() - started
+        name = f"{calibration} θ={theta}{' shared' if share else ''}{f' saving>={saving}' if saving else ''}"
+        (out / "plans" / f"{calibration}_{theta.replace(':', '-')}{'_shared' if share else ''}"
+                         f"{f'_saving{saving}' if saving else ''}.txt").write_text(compression.table() + "\n")
+        rows.append({**evaluate(name, compression, calibration=calibration), "min_flop_saving": saving})
         (out / "sweep.json").write_text(json.dumps({"rows": rows}, indent=1))
 
     # the best point within +0.5 WER points (upper CI bound) by encoder time, then with token compression
@@ -245,7 +246,7 @@ def main(argv=None) -> int:
     combined = []
     if best is not None:
         compression = lowrank.plan(stats[best["calibration"]], best["rank_threshold"],
-                                   share_bases=best["shared_bases"] > 0)
+                                   share_bases=best["shared_bases"] > 0, min_flop_saving=best["min_flop_saving"])
         combined.append(evaluate(f"{best['name']} + uniform {args.token_keep_ratio}", compression,
                                  calibration=best["calibration"], token_method="uniform"))
         dense_uniform_texts, dense_uniform_seconds = transcribe(adapter, test_audio, method="uniform",
@@ -263,11 +264,11 @@ def main(argv=None) -> int:
     (out / "sweep.json").write_text(json.dumps(summary, indent=1))
     lines = [f"# {args.checkpoint}: dense WER {100 * dense_wer:.2f} % on {len(test_items)} clips, "
              f"encoder {dense_params:,} parameters", "",
-             "| calibration | θ | shared (layers) | low-rank layers | params | FLOPs | time | output error | WER % | ΔWER (95 % CI) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| calibration | θ | min FLOP saving | shared (layers) | low-rank layers | params | FLOPs | time | output error | WER % | ΔWER (95 % CI) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['calibration']} | {r['rank_threshold']} | {r['shared_layers']} | {r['low_rank_layers']}/{r['layers']} "
+            f"| {r['calibration']} | {r['rank_threshold']} | {r.get('min_flop_saving', 0.0):g} | {r['shared_layers']} | {r['low_rank_layers']}/{r['layers']} "
             f"| {r['param_ratio']:.3f} | {r['flop_ratio']:.3f} | {r['time_ratio']:.3f} | {r['output_error']:.4f} "
             f"| {100 * r['wer']:.2f} | {100 * r['wer_delta']:+.2f} ({100 * r['wer_delta_ci'][0]:+.2f}..{100 * r['wer_delta_ci'][1]:+.2f}) |")
     for r in combined:

@@ -121,3 +121,16 @@ def test_balance_frames_refuses_mismatched_statistics():
     other = lowrank.calibrate(tiny_qwen2_audio_encoder(), feature_batches(count=1), progress=False)
     with pytest.raises(ValueError, match="same layers"):
         lowrank.balance_frames(whole, other)
+
+
+@pytest.mark.parametrize("saving", [0.2, 0.5])
+def test_min_flop_saving_keeps_only_pairs_that_save_that_much(calibrated, saving):
+    _, stats = calibrated
+    every = lowrank.plan(stats, "0.99")  # ranks 16-48 of 64: pairs saving 50, 38 and 6 % of the FLOPs
+    strict = lowrank.plan(stats, "0.99", min_flop_saving=saving)
+    for loose, kept in zip(every.layers, strict.layers):
+        saves = loose.rank is not None and loose.flops_after <= (1 - saving) * loose.flops_before
+        assert kept.rank == (loose.rank if saves else None), kept.name
+    assert sum(layer.rank is not None for layer in strict.layers) < sum(layer.rank is not None for layer in every.layers)
+    with pytest.raises(ValueError, match="min_flop_saving"):
+        lowrank.plan(stats, "0.95", min_flop_saving=1.0)

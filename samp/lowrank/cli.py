@@ -129,6 +129,7 @@ def _plan(args) -> int:
         share_bases=args.share_bases,
         share_similarity=args.share_similarity,
         rank_multiple=args.rank_multiple,
+        min_flop_saving=args.min_flop_saving,
         device=device,
     )
     out.write_text(result.to_json())
@@ -183,6 +184,9 @@ def register(subparsers) -> None:
     plan_parser.add_argument("--share-similarity", type=float, default=0.9,
                              help="minimum subspace similarity (mean squared principal-angle cosine) to share")
     plan_parser.add_argument("--rank-multiple", type=int, default=16, help="round ranks up to a multiple of this")
+    plan_parser.add_argument("--min-flop-saving", type=float, default=0.0,
+                             help="keep a low-rank pair only when it saves at least this fraction of the layer's "
+                                  "FLOPs (pairs near the break-even are slower than the dense layer on CPU)")
     plan_parser.add_argument("--device", default="cpu", help="where to run the eigendecompositions (cpu, cuda)")
     plan_parser.add_argument("--out", required=True, help="plan JSON to write")
     plan_parser.set_defaults(func=refusing_bad_input(_plan, "samp lowrank plan"))

@@ -539,10 +539,16 @@ def plan(
     share_bases: bool = False,
     share_similarity: float = 0.9,
     rank_multiple: int = 16,
+    min_flop_saving: float = 0.0,
     device: str | torch.device = "cpu",
 ) -> Plan:
     """Plan every layer in ``stats``: θ from the depth-aware schedule, the smallest rank keeping θ of the centred
     output variance (rounded up to ``rank_multiple``), dense where the low-rank pair would not be cheaper.
+
+    ``min_flop_saving`` keeps a pair only when it saves at least that fraction of the dense layer's FLOPs. Two
+    thin matrix products are slower per FLOP than one dense product, so on CPU a pair near the FLOP break-even
+    (rank 0.5·d for d×d, 0.8·d for d×4d: LiteASR's rule is the same break-even) costs more time than the dense
+    layer (scripts/lowrank_break_even.py measures where); 0 keeps every pair that is cheaper at all.
 
     With ``share_bases``, layers of equal output width whose own bases have a subspace similarity of at least
     ``share_similarity`` are grouped greedily; a group keeps one basis fitted to the pooled statistics, at the
@@ -558,6 +564,8 @@ def plan(
         raise ValueError(f"rank_multiple must be at least 1, got {rank_multiple}")
     if not 0.0 < share_similarity <= 1.0:
         raise ValueError(f"share_similarity must lie in (0, 1], got {share_similarity}")
+    if not 0.0 <= min_flop_saving < 1.0:
+        raise ValueError(f"min_flop_saving must lie in [0, 1), got {min_flop_saving}")
     layers = []
     components = {}
     for layer_stats in stats.layers:
@@ -566,7 +574,10 @@ def plan(
         components[layer.name] = principal_components(layer_stats, device)
         eigenvalues = components[layer.name].eigenvalues
         rank = rank_for_theta(eigenvalues, theta, rank_multiple)
-        if not low_rank_is_cheaper(layer.in_features, layer.out_features, layer.has_bias, rank):
+        if not low_rank_is_cheaper(layer.in_features, layer.out_features, layer.has_bias, rank) or (
+            low_rank_flops(layer.in_features, layer.out_features, rank)
+            > (1.0 - min_flop_saving) * dense_flops(layer.in_features, layer.out_features)
+        ):
             rank = None
         layers.append(
             LayerPlan(
