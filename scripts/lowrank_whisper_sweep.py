@@ -247,7 +247,8 @@ def main(argv=None) -> int:
         (out / "sweep.json").write_text(json.dumps({"rows": rows}, indent=1))
 
     # the best point within +0.5 WER points (upper CI bound) by encoder time, then with token compression
-    eligible = [r for r in rows if r["wer_delta_ci"][1] <= 0.005 and r["calibration"].startswith("asterisk")]
+    eligible = [r for r in rows if r["wer_delta_ci"][1] <= 0.005 and r["calibration"].startswith("asterisk")
+                and r["low_rank_layers"]]
     # without a point inside the bound, the combination runs at the compressed point closest to dense WER
     candidates = eligible or [r for r in rows if r["calibration"].startswith("asterisk") and r["low_rank_layers"]]
     key = (lambda r: r["time_ratio"]) if eligible else (lambda r: r["wer_delta"])
