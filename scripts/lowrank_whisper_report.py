@@ -46,6 +46,8 @@ def main(argv=None) -> int:
             label = label.replace(calibration, words)
         if "shared" in label and not row["shared_layers"]:
             label += " (none formed)"
+        if not row["low_rank_layers"]:
+            label += " (every layer dense)"
         if 100 * row["wer"] > args.max_wer:
             left_out.append(f"{label} ({100 * row['wer']:.0f} %)")
             continue
