@@ -1,6 +1,6 @@
 """One real utterance's Whisper encoder frames, which of them each method kept or merged, drawn over its log-mel
-spectrogram, with the transcript each compressed encoding gave (tiny.en, greedy). Writes an SVG and, where Debian's
-chromium is installed, a PNG screenshot of it (the README's picture, docs/whisper-token-assignment.png).
+spectrogram, with the transcript each compressed encoding gave (tiny.en, greedy), drawn as SVG and kept as a PNG
+screenshot taken by Debian's chromium (the README's picture, docs/whisper-token-assignment.png).
 
     .venv/bin/python scripts/whisper_token_figure.py --out docs/whisper-token-assignment.png [--keep-ratio 0.25]
 
@@ -86,16 +86,16 @@ def figure(title: str, mel: np.ndarray, frames: int, rows: list[tuple[str, list[
     strips_top = spectrogram_top + MEL_ROWS * 3 + 14
     row_height = 38
     height = strips_top + row_height * len(rows) + 30
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'),
            f'<rect width="{width}" height="{height}" fill="#fff"/>',
            f'<text x="8" y="18" font-size="14" font-weight="bold">{html.escape(title)}</text>',
-           f'<text x="8" y="36" fill="#444">one cell per Whisper encoder frame (20 ms); colour: the kept slot a frame '
-           f'went to (alternating), grey: pruned, black bar: merged with its neighbours into one slot; right of each '
-           f'label the greedy transcript</text>',
+           ('<text x="8" y="36" fill="#444">one cell per Whisper encoder frame (20 ms); colour: the kept slot a frame '
+            'went to (alternating), grey: pruned, black bar: merged with its neighbours into one slot; below each '
+            'label the greedy transcript</text>'),
            f'<text x="8" y="{spectrogram_top + MEL_ROWS * 1.5 + 4}">log-mel</text>']
     out += spectrogram_cells(mel, frames, spectrogram_top)
-    for second in range(0, frames // 50 + 1):
+    for second in range(frames // 50 + 1):
         x = LABEL_WIDTH + second * 50 * CELL
         out.append(f'<text x="{x}" y="{spectrogram_top + MEL_ROWS * 3 + 11}" font-size="10" fill="#444">{second} s</text>')
     for i, (label, assignment, text) in enumerate(rows):
@@ -111,7 +111,8 @@ def figure(title: str, mel: np.ndarray, frames: int, rows: list[tuple[str, list[
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="PNG to write (the SVG is written beside it)")
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--svg", type=Path, default=None, help="also keep the SVG here (about 1 MB)")
     parser.add_argument("--keep-ratio", type=float, default=0.25)
     parser.add_argument("--key", default="librivox/sense_and_sensibility_01_austen_64kb-0890", help="PocketSphinx-en item key (meta.key) to draw")
     args = parser.parse_args(argv)
@@ -140,20 +141,23 @@ def main(argv=None) -> int:
     title = (f"Whisper tiny.en, keep {args.keep_ratio:g} of {frames} speech frames ({kept} kept): "
              f"LibriVox “{reference}”")
     svg = figure(title, mel, frames, rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    svg_path = args.out.with_suffix(".svg")
-    svg_path.write_text(svg, encoding="utf-8")
+    if args.svg is not None:
+        args.svg.parent.mkdir(parents=True, exist_ok=True)
+        args.svg.write_text(svg, encoding="utf-8")
     chromium = shutil.which("chromium")
     if chromium is None:
-        print(f"wrote {svg_path}; chromium is not installed, so no PNG", file=sys.stderr)
-        return 0
+        print("chromium is not installed (scripts/bootstrap.sh installs it), so no PNG", file=sys.stderr)
+        return 2
     width, height = (int(v) for v in svg.split('viewBox="0 0 ')[1].split('"')[0].split())
-    with tempfile.TemporaryDirectory() as profile:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        svg_path = Path(scratch) / "figure.svg"
+        svg_path.write_text(svg, encoding="utf-8")
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                        f"--user-data-dir={Path(scratch) / 'profile'}", f"--window-size={width},{height}",
                         "--force-device-scale-factor=1", f"--screenshot={args.out.resolve()}",
-                        svg_path.resolve().as_uri()], check=True, capture_output=True, timeout=120)
-    print(f"wrote {args.out} and {svg_path}")
+                        svg_path.as_uri()], check=True, capture_output=True, timeout=120)
+    print(f"wrote {args.out}")
     return 0
 
 
