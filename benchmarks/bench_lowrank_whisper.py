@@ -31,7 +31,8 @@ CALIBRATION_CLIPS = 12
 TEST_ASTERISK = 8
 ROUNDS = 3
 # Bounds with head-room over what this benchmark measured (1 thread, loaded 2-core machine): time ratio 1.025,
-# parameters 0.930 (7 of 24 layers low-rank); 2 min 18 s in all there, 44 s of CPU
+# parameters 0.930 (7 of 24 layers low-rank); 46 s in all on a quiet machine (2 min 18 s under load), 45 s of CPU;
+# a quiet rerun measured time 0.986
 MAX_TIME_RATIO = 1.05
 MAX_PARAM_RATIO = 0.96
 MAX_WER_INCREASE = 0.07  # absolute, on these 19 clips: measured +3.9 points (3.03 -> 6.93 %); a collapse is +50 or more
