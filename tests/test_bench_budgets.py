@@ -90,7 +90,8 @@ GOOD_ROW = 'model = "m", method = "samp", keep_ratio = 0.6, dataset = "d", metri
     ("", "non-empty 'rows'"),
     (f"{{ {GOOD_ROW.replace('0.6', '1.5')} }}", "keep_ratio must be in"),
     (f"{{ {GOOD_ROW.replace('wer', 'bleu')} }}", "unknown metric 'bleu'"),
-    (f"{{ {GOOD_ROW.replace('2.0', '200.0')} }}", "published is a percentage"),
+    (f"{{ {GOOD_ROW.replace('2.0', '200.0').replace('wer', 'accuracy')} }}", "published is a percentage"),
+    (f"{{ {GOOD_ROW.replace('2.0', '-1.0')} }}", "published is a percentage"),
     (f"{{ {GOOD_ROW.replace('0.5', '-1.0')} }}", "tolerance must be >= 0"),
     (f"{{ {GOOD_ROW}, colour = 1 }}", "unknown field"),
     (f"{{ {GOOD_ROW.replace('model = ', 'modle = ')} }}", "unknown field"),
@@ -103,6 +104,14 @@ def test_bad_budget_rows_are_refused_naming_the_row(tmp_path, rows, message):
     with pytest.raises(ValueError, match=message) as error:
         load_budgets(path)
     assert "bad.toml" in str(error.value)
+
+
+def test_an_error_rate_above_100_percent_is_a_budget(tmp_path):
+    # insertions count: a decoder that loops on a heavily compressed input scores above 100 % WER
+    path = tmp_path / "loops.toml"
+    path.write_text(f"rows = [{{ {GOOD_ROW.replace('2.0', '133.7')} }}]\n")
+    (budget,) = load_budgets(path)
+    assert budget.band == pytest.approx((1.332, 1.342))
 
 
 def test_latency_table_is_validated(tmp_path):
