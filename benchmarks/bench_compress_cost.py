@@ -75,11 +75,8 @@ def grid_inputs():
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("n, batch", list(grid_params()))
-def test_compress_cost_per_utterance(benchmark, request, grid_inputs, n, batch, method):
+def test_compress_cost_per_utterance(benchmark, grid_inputs, n, batch, method):
     """(a) compress time per utterance / one N×N×C similarity product, interleaved, fastest round of each."""
-    if request.node.get_closest_marker("slow") and "slow" not in (request.config.option.markexpr or ""):
-        # CI runs every test it collects: the rest of the grid (minutes) runs when asked for by marker
-        pytest.skip("the full N × batch grid runs with -m slow")
     features, lengths, stats = grid_inputs(n, batch)
     run = compress_call(method, features, lengths, stats)
     benchmark.group = f"compress cost: N={n} C={C} B={batch}"

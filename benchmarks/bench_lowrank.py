@@ -64,7 +64,6 @@ def linear_parameter_count(module, names) -> int:
     return sum(parameter_count(module.get_submodule(name)) for name in names)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("rank_fraction", [0.5, 0.25], ids=["rank50", "rank25"])
 def test_low_rank_encoder_time_and_size(benchmark, large_width_encoder, rank_fraction):
     encoder, features = large_width_encoder

@@ -23,7 +23,6 @@ import samp.lowrank as lowrank
 from samp.bench.timers import ratio_to_baseline
 from samp.eval.metrics import bootstrap_ci, item_edits, score_edits
 
-pytestmark = pytest.mark.slow
 
 RANK_THRESHOLD = "0.999"  # the recommended tiny.en operating point (README table)
 MIN_FLOP_SAVING = 0.0

@@ -144,3 +144,20 @@ def test_timings_are_not_compared_across_gpus(pytester):
     other = run(pytester, 0.028, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001")
     assert other.ret == pytest.ExitCode.USAGE_ERROR
     assert "the saved run timed Some Other GPU" in other.stderr.str()
+
+
+def test_slow_tests_run_only_when_a_marker_expression_names_them(pytester):
+    pytester.makepyfile(test_marked="""
+import pytest
+
+@pytest.mark.slow
+def test_full_sweep():
+    pass
+
+def test_ci_share():
+    pass
+""")
+    default = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    default.assert_outcomes(passed=1, skipped=1)
+    default.stdout.fnmatch_lines(["*slow: beyond the CI budget; run with -m slow*"])
+    pytester.runpytest("-p", "no:cacheprovider", "-m", "slow").assert_outcomes(passed=1, deselected=1)

@@ -224,7 +224,6 @@ SHARDED = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_sharding_over_two_gloo_processes(tmp_path, manifest):
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED)

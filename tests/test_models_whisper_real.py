@@ -13,7 +13,6 @@ import samp.models
 from samp.eval import score_asr
 from samp.realspeech import CheckpointNotInstalled, whisper_checkpoint
 
-pytestmark = pytest.mark.slow
 
 # (parameters, d_model, encoder/decoder layers, heads, FFN, vocabulary, multilingual): shared/spec/real-speech.md §1
 ARCHITECTURES = {

@@ -73,7 +73,8 @@ class Recorder:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CUDA (skipped with a reason when CUDA is absent)")
-    config.addinivalue_line("markers", "slow: takes more than a few seconds on the 2-core CI machine")
+    config.addinivalue_line("markers", "slow: beyond the CI budget (full sweeps, extra checkpoints): skipped unless a -m "
+                                       "expression names it, e.g. -m slow")
     config.stash[_RECORDER_KEY] = Recorder(config.getoption("--samp-records"))
     reference = config.getoption("--samp-compare")
     if reference is not None:
@@ -84,6 +85,11 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    if "slow" not in (config.option.markexpr or ""):
+        skip_slow = pytest.mark.skip(reason="slow: beyond the CI budget; run with -m slow")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
     if torch.cuda.is_available():
         return
     for item in items:
