@@ -78,3 +78,4 @@ def save_kimi_checkpoint(adapter, directory: Path) -> Path:
               directory / "whisper" / "model.safetensors")
     adapter.tokenizer.save_pretrained(directory)
     return directory
+

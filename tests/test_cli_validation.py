@@ -17,16 +17,6 @@ MODEL = ROOT / "fixtures" / "speech_tiny" / "model"
 MANIFEST = ROOT / "fixtures" / "speech_tiny" / "test" / "manifest.jsonl"
 
 
-@pytest.fixture
-def no_model_load(monkeypatch):
-    """Fails the test if a checkpoint is loaded (the checks must come first)."""
-    def forbidden(*args, **kwargs):
-        raise AssertionError("the model was loaded before the input was checked")
-
-    monkeypatch.setattr(samp.models, "load", forbidden)
-    monkeypatch.setattr(samp.models.registry, "load", forbidden)
-
-
 def _eval(work, *options):
     return main(["eval", "--model", str(MODEL), "--data", str(MANIFEST), "--work-dir", str(work), "--limit", "2",
                  "--no-progress", *options])

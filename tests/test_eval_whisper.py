@@ -57,14 +57,7 @@ def test_eval_refuses_what_whisper_cannot_do_before_inference(checkpoint, task, 
         check_items(adapter, [(DatasetSpec("x", task, "x", ("x",), "Speech", lang), [])])
 
 
-def test_eval_refuses_an_in_llm_method_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch):
-    import samp.models.registry
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("the model was loaded before the method was checked")
-
-    monkeypatch.setattr(samp.models, "load", forbidden)
-    monkeypatch.setattr(samp.models.registry, "load", forbidden)
+def test_eval_refuses_an_in_llm_method_before_the_model_loads(checkpoint, tmp_path, capsys, no_model_load):
     work = tmp_path / "work"
     argv = ["eval", "--model", str(checkpoint), "--data", str(MANIFEST), "--limit", "2", "--work-dir", str(work),
             "--no-progress", "--method", "fastv"]
