@@ -86,13 +86,7 @@ def compress(
     counts = torch.tensor(host_counts, dtype=torch.long, device=features.device)
     batch = Batch(features=work, lengths=lengths, counts=counts, threshold=float(threshold), seed=int(seed),
                   stats=stats, pivots=pivots, host_lengths=host_lengths, host_counts=host_counts)
-    plan = spec.plan(batch)
-    kept = (plan.slots.amax(dim=1) + 1).clamp_min(0)
-    if not torch.equal(kept, counts):  # a method bug, never the caller's
-        raise AssertionError(f"method {method!r} kept {kept.tolist()} tokens instead of {counts.tolist()}")
-    weights = normalised_weights(plan.slots, plan.weights.float(), int(counts.max()))
-    out = weighted_sum(work, plan.slots, weights, int(counts.max()))
-    return Compressed(features=out.to(features.dtype), lengths=counts, assignment=plan.slots, weights=weights)
+    return _planned(spec, batch, features.dtype)
 
 
 def _compress_on_device(spec, features, lengths, keep_ratio, threshold, attention, keys, frames_per_token, seed,
@@ -142,13 +136,23 @@ def _compress_on_device(spec, features, lengths, keep_ratio, threshold, attentio
     counts = torch.tensor(host_counts, dtype=torch.long, device=features.device)
     batch = Batch(features=features.float(), lengths=lengths, counts=counts, threshold=threshold, seed=seed,
                   stats=stats, pivots=pivots, host_lengths=host_lengths, host_counts=host_counts)
+    return _planned(spec, batch, features.dtype)
+
+
+def _planned(spec, batch: Batch, dtype: torch.dtype) -> Compressed:
+    """Run the method's plan and turn it into the weighted means, on either path. The kept count is checked (a
+    method bug, never the caller's): on the host on the CPU path, on the device without a read-back otherwise."""
     plan = spec.plan(batch)
     kept = (plan.slots.amax(dim=1) + 1).clamp_min(0)
-    # a method bug, never the caller's: checked on the device, without a read-back
-    torch._assert_async((kept == counts).all(), f"method {spec.name!r} kept another number of tokens than asked")
-    weights = normalised_weights(plan.slots, plan.weights.float(), max(host_counts))
-    out = weighted_sum(batch.features, plan.slots, weights, max(host_counts))
-    return Compressed(features=out.to(features.dtype), lengths=counts, assignment=plan.slots, weights=weights)
+    if batch.device_path:
+        torch._assert_async((kept == batch.counts).all(),
+                            f"method {spec.name!r} kept another number of tokens than asked")
+    elif not torch.equal(kept, batch.counts):
+        raise AssertionError(f"method {spec.name!r} kept {kept.tolist()} tokens instead of {list(batch.host_counts)}")
+    segments = max(batch.host_counts)
+    weights = normalised_weights(plan.slots, plan.weights.float(), segments)
+    out = weighted_sum(batch.features, plan.slots, weights, segments)
+    return Compressed(features=out.to(dtype), lengths=batch.counts, assignment=plan.slots, weights=weights)
 
 
 def check_options(method: str, keep_ratio: float, threshold: float, flavor: str = "samp"):
