@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import settings
+from threadpoolctl import threadpool_limits
 
 # Property tests draw the same examples on every run (CI must not turn red by the luck of a draw);
 # `pytest --hypothesis-profile=explore` draws new ones.
@@ -32,7 +33,10 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    torch.set_num_threads(config.getoption("--samp-threads"))
+    threads = config.getoption("--samp-threads")
+    torch.set_num_threads(threads)
+    # numpy's BLAS as well: samp's CPU Gram products run there (samp.methods.primitives.cpu_gram)
+    threadpool_limits(threads, user_api="blas")
     # Denormals in tiny random models slowed CPU runs several-fold on this machine.
     torch.set_flush_denormal(True)
 

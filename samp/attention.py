@@ -26,8 +26,9 @@ from torch import nn
 
 from samp.methods.stats import AttentionStats, pool_keys
 
-# Query tokens per band in RecordedAttention.stats: a band of all heads' scores stays in cache.
-STATS_ROW_BAND = 64
+# Score entries (heads × query frames × key frames) per band in RecordedAttention.stats: 512 KB of float32, so a
+# band's scores and probabilities stay in a core's L2 cache.
+STATS_BAND_ELEMENTS = 1 << 17
 
 RotaryFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -176,9 +177,9 @@ class RecordedAttention:
 
     def _streamed_stats(self, b: int, rows: int, columns: int, key_valid: torch.Tensor | None, p: int):
         """:func:`samp.attention_stats` of utterance ``b``'s ``rows × columns`` block, a band of query rows at a
-        time and one head at a time inside it: neither the ``[H, F, F]`` map nor one head's ``[F, F]`` map is
-        materialised, only a ``STATS_ROW_BAND × F`` band and its running max over heads, so the work stays in
-        cache (what keeps the hook within budget on full 30 s windows)."""
+        time with all heads: the ``[H, F, F]`` map is never materialised, only a band of at most
+        ``STATS_BAND_ELEMENTS`` scores, so the work stays in cache (what keeps the hook within budget on full 30 s
+        windows), and a small encoder's utterance is one band (a few calls, not a few per head)."""
         heads = self.query.shape[1]
         tokens = rows // p
         additive = None
@@ -190,24 +191,23 @@ class RecordedAttention:
             additive.masked_fill_(~allowed.to(additive.device), float("-inf"))
         received = torch.zeros(rows, dtype=self.query.dtype, device=self.query.device)
         diagonal = torch.zeros(tokens, dtype=self.query.dtype, device=self.query.device)
-        band = STATS_ROW_BAND * p  # whole tokens per band, so each token's diagonal block lies in one band
+        # whole tokens per band, so each token's diagonal block lies in one band
+        band = p * max(1, STATS_BAND_ELEMENTS // (heads * columns * p))
+        keys = self.keys[b, :, :columns].transpose(-2, -1)
         for start in range(0, rows, band):
             stop = min(rows, start + band)
-            band_additive = None if additive is None else (additive if additive.dim() == 1 else additive[start:stop])
-            head_max = None
-            for h in range(heads):
-                scores = torch.matmul(self.query[b, h, start:stop], self.keys[b, h, :columns].transpose(0, 1))
-                if self.product_scale != 1.0:
-                    scores.mul_(self.product_scale)
-                if band_additive is not None:
-                    scores.add_(band_additive)
-                probabilities = torch.softmax(scores, dim=-1)[:, :rows]
-                if probabilities.shape[-1] < rows:  # keys past the last valid one: probability 0
-                    probabilities = torch.nn.functional.pad(probabilities, (0, rows - probabilities.shape[-1]))
-                head_max = probabilities if head_max is None else torch.maximum(head_max, probabilities, out=head_max)
-                own = probabilities[:, start:stop].reshape((stop - start) // p, p, (stop - start) // p, p)
-                diagonal[start // p : stop // p] += own.diagonal(dim1=0, dim2=2).sum(dim=(0, 1))
-            received += head_max.sum(dim=0)
+            scores = torch.matmul(self.query[b, :, start:stop], keys)  # [H, band, columns]
+            if self.product_scale != 1.0:
+                scores.mul_(self.product_scale)
+            if additive is not None:
+                scores.add_(additive if additive.dim() == 1 else additive[start:stop])
+            probabilities = torch.softmax(scores, dim=-1)[..., :rows]
+            if probabilities.shape[-1] < rows:  # keys past the last valid one: probability 0
+                probabilities = torch.nn.functional.pad(probabilities, (0, rows - probabilities.shape[-1]))
+            received += probabilities.amax(dim=0).sum(dim=0)
+            width = (stop - start) // p
+            own = probabilities[:, :, start:stop].reshape(heads, width, p, width, p)
+            diagonal[start // p : stop // p] += own.diagonal(dim1=1, dim2=3).sum(dim=(0, 1, 2))
         return received.view(tokens, p).sum(-1) / p / tokens, diagonal / heads / p
 
     def stats(self, lengths: torch.Tensor, frames_per_token: int, *, with_keys: bool = False,

@@ -7,19 +7,19 @@ inputs assigned to it" holds by construction for every method.
 from __future__ import annotations
 
 import contextvars
+import functools
 from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
+
+from samp.methods import cpu_kernels
+from samp.methods.cpu_kernels import EXHAUSTED_SHARE
 
 # Rows whose norm is below this are treated as zero vectors (cosine 0 with everything) instead of producing NaN.
 NORM_EPS = 1e-12
-# A DPP candidate whose residual falls below this share of its kernel diagonal counts as spanned by the picks.
-EXHAUSTED_SHARE = 1e-5
-# gram(): row blocks, and the size from which blocking beats one product (measured on one CPU thread)
-GRAM_BLOCKS = 4
-GRAM_BLOCKED_FROM = 256
 
 
 _FORCE_DEVICE_PATH = contextvars.ContextVar("samp_force_device_path", default=False)
@@ -54,6 +54,13 @@ def inverse_norms(rows: torch.Tensor) -> torch.Tensor:
     """``1 / ‖row‖₂`` per row, 0 for a zero row: scaling a product of raw rows by these gives their cosines (0 with
     a zero row) without a normalised copy of the rows."""
     norms = rows.norm(dim=-1)
+    return (norms > NORM_EPS).to(norms.dtype) / norms.clamp_min(NORM_EPS)
+
+
+def inverse_norms_of_gram(products: torch.Tensor) -> torch.Tensor:
+    """:func:`inverse_norms` of rows from their products ``[..., M, M]`` (the diagonal holds the squared norms), when
+    the products are needed anyway: no second pass over the rows."""
+    norms = products.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
     return (norms > NORM_EPS).to(norms.dtype) / norms.clamp_min(NORM_EPS)
 
 
@@ -119,43 +126,53 @@ def weighted_slots(
 def weighted_sum(features: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, num_segments: int) -> torch.Tensor:
     """``out[b, s] = Σ weights[b, n] · features[b, n]`` over the tokens with ``ids[b, n] == s`` (id -1: dropped).
 
-    Per utterance, one sparse ``[S, N]`` by ``[N, C]`` product: unlike scaling the features first and summing, it
-    makes no weighted copy of the input, whose fresh pages cost more than the sums on a CPU (and one block-diagonal
-    product for the whole batch ran slower than the loop).
+    On a CPU, one compiled pass per utterance over its kept rows: unlike scaling the features first and summing, it
+    makes no weighted copy of the input, whose fresh pages cost more than the sums (a sparse ``[S, N]`` by ``[N, C]``
+    product, the previous way, took 2.5× as long at N = 750, C = 4096).
     """
     if on_device(features):
         # Sparse products need the kept tokens' indices on the host; one scatter-add of weighted rows does not.
         # Padding rows (possibly NaN) carry id -1 and land in the bin segment_sum cuts off.
         return segment_sum(features * weights.to(features.dtype)[..., None], ids, num_segments)
-    batch, n, channels = features.shape
-    out = features.new_zeros(batch, num_segments, channels)
-    for b in range(batch):
-        assigned = ids[b] >= 0
-        token = assigned.nonzero().squeeze(-1)
-        matrix = torch.sparse_coo_tensor(
-            torch.stack([ids[b, token], token]), weights[b, token].to(features.dtype), (num_segments, n),
-            check_invariants=False,  # indices are in range by construction
-        )
-        out[b] = torch.sparse.mm(matrix, features[b])
+    features = features.detach().float()
+    weights = weights.float()
+    out = features.new_empty(features.shape[0], num_segments, features.shape[2])
+    for b in range(features.shape[0]):
+        cpu_kernels.weighted_rows(features[b].numpy(), ids[b].numpy(), weights[b].numpy(), out[b].numpy())
     return out
 
 
 def gram(rows: torch.Tensor) -> torch.Tensor:
-    """``rows @ rows.T``, computed as its upper block triangle and mirrored.
+    """``rows @ rows.T`` of rows ``[M, C]``, float32 (on a CPU, :func:`cpu_gram`)."""
+    if on_device(rows):
+        return rows @ rows.transpose(-2, -1)
+    return torch.from_numpy(cpu_gram(rows.detach().float().contiguous().numpy()))
 
-    The product is symmetric, so four row blocks compute 10 of its 16 blocks: about 0.65× the full product's time
-    at DPP-kernel sizes (M ≈ 500, C = 4096), and the result is exactly symmetric. Small inputs take one product.
+
+def cpu_gram(rows: np.ndarray) -> np.ndarray:
+    """``rows @ rows.T`` of a C-contiguous float32 ``[M, C]`` array.
+
+    Numpy's product of an array with its own transpose is a BLAS ``syrk``: one triangle, mirrored, so exactly
+    symmetric, in about 0.6× the time of torch's full product at DPP-kernel sizes (M ≈ 500, C = 4096). Numpy's
+    BLAS keeps its own thread pool; it is held to torch's thread count, so ``torch.set_num_threads`` governs this
+    product as it does every other.
     """
-    m = rows.shape[0]
-    if m < GRAM_BLOCKED_FROM:
+    threads = torch.get_num_threads()
+    if all(blas.num_threads == threads for blas in _numpy_blas()):
         return rows @ rows.T
-    edges = [round(i * m / GRAM_BLOCKS) for i in range(GRAM_BLOCKS + 1)]
-    out = rows.new_empty(m, m)
-    for start, stop in zip(edges[:-1], edges[1:]):
-        block = rows[start:stop] @ rows[start:].T
-        out[start:stop, start:] = block
-        out[stop:, start:stop] = block[:, stop - start :].T
-    return out
+    with _blas_threads().limit(limits=threads, user_api="blas"):
+        return rows @ rows.T
+
+
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+@functools.cache
+def _numpy_blas() -> tuple:
+    """The BLAS libraries loaded (numpy's among them), whose thread counts are read cheaply before each product."""
+    return tuple(_blas_threads().select(user_api="blas").lib_controllers)
 
 
 def greedy_dpp(
@@ -286,81 +303,43 @@ def greedy_picks_captured(kernels: torch.Tensor, diags: torch.Tensor, valid: tor
 
 
 def dpp_kernel(rows: torch.Tensor, relevance: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel ``diag(ρ) · Ŝ · diag(ρ)`` of ``[M, C]`` rows, Ŝ their cosine similarity (ρ = 1 when None), as
-    float32 numpy with its diagonal, which is set exactly (ρ², or 0 for a zero row) so that round-off never
-    decides a pick. The rows need not be unit: scaling the M×M product costs less than a normalised copy."""
-    rows = rows.float()
-    scale = inverse_norms(rows)
-    nonzero = (scale > 0).float()
+    """The kernel ``diag(ρ) · Ŝ · diag(ρ)`` of CPU rows ``[M, C]``, Ŝ their cosine similarity (ρ = 1 when None),
+    as float32 numpy with its diagonal, which is set exactly (ρ², or 0 for a zero row) so that round-off never
+    decides a pick. The rows need not be unit: the product's diagonal holds their squared norms, and scaling the
+    M×M product costs less than a normalised copy. Numpy throughout: at a few dozen tokens an utterance, torch's
+    per-call cost would exceed the arithmetic."""
+    kernel = cpu_gram(rows.detach().float().contiguous().numpy())
+    norms = np.sqrt(np.maximum(np.diagonal(kernel), 0))
+    nonzero = norms > NORM_EPS
+    scale = np.where(nonzero, 1 / np.maximum(norms, NORM_EPS), 0).astype(np.float32)
+    diag = nonzero.astype(np.float32)
     if relevance is not None:
-        scale = scale * relevance.float()
-    kernel = gram(rows).mul_(scale[:, None]).mul_(scale[None, :])
-    diag = nonzero if relevance is None else relevance.float().square() * nonzero
-    kernel.diagonal().copy_(diag)
-    return kernel.cpu().numpy(), diag.cpu().numpy()
+        relevance = relevance.detach().float().numpy()
+        scale *= relevance
+        diag *= relevance * relevance
+    kernel *= scale[:, None]
+    kernel *= scale[None, :]
+    np.fill_diagonal(kernel, diag)
+    return kernel, diag
 
 
 def greedy_dpp_items(kernels: list[tuple[np.ndarray, np.ndarray]], counts: list[int]) -> list[np.ndarray]:
-    """Greedy MAP of a DPP (Chen et al. 2018) for several utterances at once.
+    """Greedy MAP of a DPP (Chen et al. 2018) for several utterances.
 
     kernels: per utterance its ``dpp_kernel`` (``[M_b, M_b]`` kernel, ``[M_b]`` diagonal); counts: items to pick
     (at most ``M_b``). Returns each utterance's picks in pick order.
 
     Unlike the reference: the diagonal is exact, a candidate already spanned by the picks adds no direction (so
     collinear candidates cannot produce NaN or blow up), argmax ties go to the lowest index — spanned candidates
-    are then taken in index order — and picks never exceed the candidates, so every pick is distinct. Kernels are
-    built per utterance by the caller (no padded ``[B, M, C]`` copy) and stacked here; the greedy loop then runs
-    once for the whole batch in numpy, whose per-call cost on these small vectors is a fraction of torch's.
+    are then taken in index order — and picks never exceed the candidates, so every pick is distinct. The loop is
+    compiled (:func:`samp.methods.cpu_kernels.greedy_dpp_picks`), one utterance at a time.
     """
     sizes = [diag.shape[0] for _, diag in kernels]
     if any(count > size for count, size in zip(counts, sizes)):
         raise ValueError(f"greedy_dpp asked for {counts} items from {sizes} candidates")
-    batch, m = len(kernels), max(sizes, default=0)
-    stacked = np.zeros((batch, m, m), dtype=np.float32)
-    diags = np.zeros((batch, m), dtype=np.float32)
-    for b, (kernel, diag) in enumerate(kernels):
-        stacked[b, : sizes[b], : sizes[b]] = kernel
-        diags[b, : sizes[b]] = diag
-    valid = np.arange(m)[None, :] < np.asarray(sizes)[:, None]
-    return _greedy_picks(stacked, diags, valid, np.asarray(counts, dtype=np.int64))
-
-
-def _greedy_picks(kernels: np.ndarray, diags: np.ndarray, valid: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
-    batch, m = diags.shape
-    steps = int(counts.max(initial=0))
-    # residual: what each candidate would still add to the picked set, -inf once picked (and for padding). Below
-    # this share of its own relevance a candidate adds no new direction: the picks already span it (float32
-    # round-off leaves residuals of ±1e-7 there, and dividing by them blows the basis up), so its residual is held
-    # at exactly 0 and such candidates tie, to be taken in index order. Residuals only ever decrease, so a spanned
-    # candidate stays spanned. Every step is a handful of whole-array numpy calls: this loop runs ~T times.
-    spanned = np.where(valid, diags * np.float32(EXHAUSTED_SHARE), np.float32(-np.inf))
-    residual = np.where(valid, diags, np.float32(-np.inf))
-    below = residual < spanned
-    np.copyto(residual, np.float32(0), where=below)
-    basis = np.zeros((batch, steps, m), dtype=np.float32)  # basis[b, t]: the t-th orthogonalised kernel row
-    picks = np.zeros((batch, steps), dtype=np.int64)
-    rows = np.arange(batch)
-    scale = np.zeros(batch, dtype=np.float32)
-    for step in range(steps):
-        pick = residual.argmax(axis=1)  # first maximum: ties go to the lower index
-        picks[:, step] = pick
-        gain = residual[rows, pick]
-        residual[rows, pick] = -np.inf
-        spanned[rows, pick] = -np.inf
-        row = kernels[rows, pick]  # [B, M]
-        if step:
-            row -= np.matmul(basis[rows, :step, pick][:, None, :], basis[:, :step])[:, 0]
-        # a spanned pick (gain 0), or a finished utterance's (gain -inf), adds no direction: its row is zeroed
-        scale.fill(0)
-        positive = gain > 0
-        np.sqrt(gain, out=scale, where=positive)
-        np.divide(1, scale, out=scale, where=positive)
-        row *= scale[:, None]
-        basis[:, step] = row
-        residual -= row * row
-        np.less(residual, spanned, out=below)
-        np.copyto(residual, np.float32(0), where=below)
-    return [picks[b, :count] for b, count in enumerate(counts.tolist())]
+    return [cpu_kernels.greedy_dpp_picks(np.ascontiguousarray(kernel, dtype=np.float32),
+                                         np.ascontiguousarray(diag, dtype=np.float32), int(count))
+            for (kernel, diag), count in zip(kernels, counts)]
 
 
 def slots_from_groups(ids: torch.Tensor, keep_groups: torch.Tensor) -> torch.Tensor:

@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from samp.methods import cpu_kernels
 from samp.methods.batch import Batch, Plan
 from samp.methods.primitives import (
     NORM_EPS,
     dpp_kernel,
-    greedy_dpp_items,
     greedy_picks_device,
     inverse_norms,
+    inverse_norms_of_gram,
     normalised_weights,
     ranks_descending,
     segment_sum,
     slots_from_groups,
-    weighted_slots,
     with_exact_diagonal,
 )
 
@@ -26,34 +26,10 @@ def similarity_groups(rows: np.ndarray, threshold: float) -> tuple[np.ndarray, n
 
     Token ``j`` joins the open group when its mean cosine to *all* current members is at least ``threshold``.
     Returns ``starts`` (bool ``[n]``: token opens a group) and ``join_scores`` (the mean cosine each joining
-    token passed with; NaN for group starts).
-
-    The decision for ``j`` depends on the groups before it, so this is a loop over tokens; it keeps a running sum
-    of the open group's unit rows, making each step one dot product instead of a slice of the N×N similarity
-    matrix (which is never built), and it scales by inverse norms instead of making a normalised copy.
+    token passed with; NaN for group starts). The decision for ``j`` depends on the groups before it, so this is
+    a compiled loop over tokens (:func:`samp.methods.cpu_kernels.similarity_groups`).
     """
-    n = rows.shape[0]
-    starts = np.zeros(n, dtype=bool)
-    join_scores = np.full(n, np.nan, dtype=np.float64)
-    if n == 0:
-        return starts, join_scores
-    starts[0] = True
-    # a zero row has cosine 0 with everything; einsum makes no squared copy of the rows
-    inverse = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", rows, rows)), NORM_EPS)
-    adjacent = np.einsum("ij,ij->i", rows[:-1], rows[1:]).astype(np.float64) * inverse[:-1] * inverse[1:]
-    group_sum = None
-    size = 1
-    for j in range(1, n):
-        score = adjacent[j - 1] if size == 1 else float(group_sum @ rows[j]) * inverse[j] / size
-        if score >= threshold:
-            unit = rows[j] * inverse[j]
-            group_sum = rows[j - 1] * inverse[j - 1] + unit if size == 1 else group_sum + unit
-            size += 1
-            join_scores[j] = score
-        else:
-            starts[j] = True
-            size = 1
-    return starts, join_scores
+    return cpu_kernels.similarity_groups(np.ascontiguousarray(rows, dtype=np.float32), float(threshold), NORM_EPS)
 
 
 def samp(batch: Batch) -> Plan:
@@ -65,41 +41,35 @@ def samp(batch: Batch) -> Plan:
       members that joined with the lowest scores open new groups — so exactly ``counts[b]`` contiguous groups
       remain. The reference instead asks the DPP for more items than exist and emits duplicated tokens.
 
-    The feature-sized work runs one utterance at a time on its valid rows: no padded ``[B, N, C]`` temporaries
-    (which on CPU cost fresh pages on every call), while the DPP's greedy loop runs once for the whole batch.
+    On a CPU, one utterance at a time on its valid rows (no padded ``[B, N, C]`` temporaries), in numpy and
+    compiled loops: at a few dozen tokens an utterance, torch's per-call cost would exceed the arithmetic.
     """
     if batch.device_path:
         return samp_on_device(batch)
-    device = batch.features.device
-    slots = torch.full(batch.valid.shape, -1, dtype=torch.long, device=device)
-    groups_of, kernels, pruned = [], [], []
+    features = batch.features.detach().numpy()
+    received = batch.received.detach().float().numpy()
+    self_attention = batch.self_attention.detach().float().numpy()
+    slots = np.full(batch.valid.shape, -1, dtype=np.int64)
     for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
-        features = batch.features[b, :length]
-        starts, scores = similarity_groups(features.cpu().numpy(), batch.threshold)
+        rows = np.ascontiguousarray(features[b, :length])
+        starts, scores = similarity_groups(rows, batch.threshold)
         shortfall = count - int(starts.sum())
         if shortfall > 0:
             # lowest join scores first (group starts score +inf); a stable sort gives ties to the earlier token
             weakest = np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[:shortfall]
             starts[weakest] = True
-        ids = torch.from_numpy(np.cumsum(starts) - 1).to(device)
-        groups = int(starts.sum())
-        groups_of.append((ids, groups))
+        ids = np.cumsum(starts) - 1
+        groups = int(ids[-1]) + 1
+        keep = np.ones(groups, dtype=bool)
         if groups > count:
-            # Only the M×M kernel outlives this step: holding every utterance's merged [M, C] rows until the
-            # batch's DPP is done would cost more (fresh pages) than merging the kept groups once more at the end.
-            merged, _ = weighted_slots(features[None], ids[None], batch.received[b : b + 1, :length], groups)
-            members = torch.bincount(ids, minlength=groups).float()
-            relevance = torch.zeros(groups, device=device).index_add_(0, ids, batch.self_attention[b, :length])
-            kernels.append(dpp_kernel(merged[0], relevance / members))
-            pruned.append(b)
-    picks = dict(zip(pruned, greedy_dpp_items(kernels, [batch.host_counts[b] for b in pruned])))
-    for b, (length, (ids, groups)) in enumerate(zip(batch.host_lengths, groups_of)):
-        keep = torch.ones(groups, dtype=torch.bool, device=device)
-        if b in picks:
-            keep.zero_()
-            keep[torch.as_tensor(picks[b], dtype=torch.long, device=device)] = True
-        slots[b, :length] = slots_from_groups(ids[None], keep[None])[0]
-    return Plan(slots=slots, weights=batch.received)
+            merged, relevance = cpu_kernels.merge_groups(rows, ids, received[b, :length],
+                                                         self_attention[b, :length], groups)
+            kernel, diag = dpp_kernel(torch.from_numpy(merged), torch.from_numpy(relevance))
+            keep[:] = False
+            keep[cpu_kernels.greedy_dpp_picks(kernel, diag, count)] = True
+        group_slot = np.where(keep, np.cumsum(keep) - 1, -1)
+        slots[b, :length] = group_slot[ids]
+    return Plan(slots=torch.from_numpy(slots).to(batch.features.device), weights=batch.received)
 
 
 def similarity_groups_device(cosine: torch.Tensor, valid: torch.Tensor, threshold: float) -> tuple[torch.Tensor,
@@ -162,8 +132,7 @@ def samp_on_device(batch: Batch) -> Plan:
     members = segment_sum(valid.float(), ids, n).clamp_min(1)
     relevance = segment_sum(batch.self_attention, ids, n) / members
     group_valid = torch.arange(n, device=ids.device)[None, :] < groups[:, None]
-    norms = merged.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
-    inverse = (norms > NORM_EPS).float() / norms.clamp_min(NORM_EPS)
+    inverse = inverse_norms_of_gram(merged)
     relevance = torch.where(group_valid, relevance, 0.0)
     kernel_scale = inverse * relevance
     kernels = merged.mul_(kernel_scale[:, :, None]).mul_(kernel_scale[:, None, :])
