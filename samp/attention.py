@@ -175,20 +175,20 @@ class RecordedAttention:
             return LastLayerAttention(probabilities[..., :frames, :frames], self.keys[..., :frames, :])
         return LastLayerAttention(probabilities, self.keys)
 
-    def _streamed_stats(self, b: int, rows: int, columns: int, key_valid: torch.Tensor | None, p: int):
+    def _streamed_stats(self, b: int, rows: int, columns: int, mask: torch.Tensor | None, p: int):
         """:func:`samp.attention_stats` of utterance ``b``'s ``rows × columns`` block, a band of query rows at a
         time with all heads: the ``[H, F, F]`` map is never materialised, only a band of at most
         ``STATS_BAND_ELEMENTS`` scores, so the work stays in cache (what keeps the hook within budget on full 30 s
-        windows), and a small encoder's utterance is one band (a few calls, not a few per head)."""
+        windows), and a small encoder's utterance is one band (a few calls, not a few per head). ``mask``: None
+        when every key in the block is attended, else ``[columns]`` or ``[rows, columns]``, True where attended."""
         heads = self.query.shape[1]
         tokens = rows // p
         additive = None
-        if key_valid is not None and not bool(key_valid.all()):
-            allowed = key_valid[0]
-            if allowed.dim() == 2:  # pairs: a query row attending nothing (padding) attends everything instead
-                allowed = allowed | ~allowed.any(-1, keepdim=True)
-            additive = torch.zeros(allowed.shape, dtype=self.query.dtype, device=self.query.device)
-            additive.masked_fill_(~allowed.to(additive.device), float("-inf"))
+        if mask is not None:
+            if mask.dim() == 2:  # pairs: a query row attending nothing (padding) attends everything instead
+                mask = mask | ~mask.any(-1, keepdim=True)
+            additive = torch.zeros(mask.shape, dtype=self.query.dtype, device=self.query.device)
+            additive.masked_fill_(~mask.to(additive.device), float("-inf"))
         received = torch.zeros(rows, dtype=self.query.dtype, device=self.query.device)
         diagonal = torch.zeros(tokens, dtype=self.query.dtype, device=self.query.device)
         # whole tokens per band, so each token's diagonal block lies in one band
@@ -210,6 +210,26 @@ class RecordedAttention:
             diagonal[start // p : stop // p] += own.diagonal(dim1=1, dim2=3).sum(dim=(0, 1, 2))
         return received.view(tokens, p).sum(-1) / p / tokens, diagonal / heads / p
 
+    def _key_extent(self, rows: list[int]) -> tuple[list[int], list[bool]]:
+        """Per utterance whose first ``rows[b]`` query frames are valid: one past the last key they attend, and
+        whether any key before it is masked. For the whole batch from one host read (on a GPU, one wait instead
+        of a few per utterance)."""
+        batch, _, frames, _ = self.query.shape
+        mask = self.key_padding_mask
+        if mask is None:
+            return [frames] * batch, [False] * batch
+        index = torch.arange(frames, device=mask.device)
+        if mask.dim() == 3:
+            valid_rows = index[None, :] < torch.tensor(rows, device=mask.device)[:, None]
+            attended = (mask & valid_rows[:, :, None]).any(1)  # [B, F]: keys some valid query attends
+        else:
+            attended = mask
+        extent = torch.where(attended, index, -1).amax(1) + 1
+        # pair masks are always applied (their rows differ); a key mask only when it has a hole before the extent
+        holes = torch.ones_like(extent) if mask.dim() == 3 else (attended.sum(1) < extent).long()
+        extent_list, holes_list = torch.stack([extent, holes]).tolist()
+        return extent_list, [bool(hole) for hole in holes_list]
+
     def stats(self, lengths: torch.Tensor, frames_per_token: int, *, with_keys: bool = False,
               tokens: int | None = None) -> AttentionStats:
         """:func:`samp.attention_stats` of the full map, computed from the valid query rows only; ``tokens`` is the
@@ -217,33 +237,30 @@ class RecordedAttention:
 
         Exact, not an approximation: query frames at or past ``P·lengths[b]`` never vote and masked keys get
         probability 0, so each utterance needs only its ``P·L × valid-keys`` block (a 7.5 s clip in a 30 s window:
-        1/16 of the map for a masked encoder, 1/4 for an unmasked one). Entries of padded tokens are 0.
+        1/16 of the map for a masked encoder, 1/4 for an unmasked one). Entries of padded tokens are 0. The sizes
+        are read to the host once for the batch (lengths, when on the device, and the key extents); the results
+        stay on the states' device.
         """
         batch, heads, frames, _ = self.query.shape
         p = frames_per_token
         n = frames // p if tokens is None else tokens
-        lengths = torch.as_tensor(lengths).cpu()
-        received = torch.zeros(batch, n)
-        self_attention = torch.zeros(batch, n)
-        with torch.no_grad():
-            for b in range(batch):
-                valid_tokens = int(lengths[b])
-                rows = p * valid_tokens
-                allowed = None if self.key_padding_mask is None else self.key_padding_mask[b:b + 1]
-                if allowed is not None and allowed.dim() == 3:
-                    allowed = allowed[:, :rows]
-                    columns = int(allowed[0].any(0).nonzero().max()) + 1
-                    key_valid = allowed[:, :, :columns]
-                else:
-                    columns = frames if allowed is None else int(allowed[0].nonzero().max()) + 1
-                    key_valid = None if allowed is None else allowed[:, :columns]
-                one_received, one_self = self._streamed_stats(b, rows, columns, key_valid, p)
-                received[b, :valid_tokens] = one_received.cpu()
-                self_attention[b, :valid_tokens] = one_self.cpu()
         device = self.query.device
+        host_lengths = [int(length) for length in torch.as_tensor(lengths).tolist()]
+        columns, holes = self._key_extent([p * length for length in host_lengths])
+        received = torch.zeros(batch, n, device=device)
+        self_attention = torch.zeros(batch, n, device=device)
+        with torch.no_grad():
+            for b, valid_tokens in enumerate(host_lengths):
+                rows = p * valid_tokens
+                mask = None
+                if holes[b]:
+                    mask = self.key_padding_mask[b, :columns[b]] if self.key_padding_mask.dim() == 2 else (
+                        self.key_padding_mask[b, :rows, :columns[b]])
+                one_received, one_self = self._streamed_stats(b, rows, columns[b], mask, p)
+                received[b, :valid_tokens] = one_received
+                self_attention[b, :valid_tokens] = one_self
         token_keys = pool_keys(self.keys[..., : n * p, :], p) if with_keys else None
-        return AttentionStats(received_attention=received.to(device), self_attention=self_attention.to(device),
-                              token_keys=token_keys)
+        return AttentionStats(received_attention=received, self_attention=self_attention, token_keys=token_keys)
 
 
 def _unpack(packed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

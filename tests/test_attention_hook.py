@@ -21,6 +21,13 @@ def sdpa():
     return adapter_for(model, processor)
 
 
+@pytest.fixture(params=["one band", "a band per token"])
+def band(request, monkeypatch):
+    """Statistics from one band per utterance (small encoders) and from many (long windows), here a token a band."""
+    if request.param == "a band per token":
+        monkeypatch.setattr(samp.attention, "STATS_BAND_ELEMENTS", 1)
+
+
 @pytest.fixture(scope="module")
 def batch():
     return [speechlike_waveform(2.52, 11), speechlike_waveform(1.3, 5)]
@@ -91,7 +98,7 @@ def test_not_an_attention_layer_is_rejected():
         LastLayerAttentionHook(torch.nn.Linear(4, 4))
 
 
-def test_stats_equal_reduction_of_the_eager_map(eager, batch):
+def test_stats_equal_reduction_of_the_eager_map(eager, batch, band):
     features, mask, _, lengths = encoder_inputs(eager, batch)
     with torch.no_grad():
         reference = eager.tower(features, attention_mask=mask, output_attentions=True).attentions[-1]
@@ -108,7 +115,7 @@ def test_stats_equal_reduction_of_the_eager_map(eager, batch):
     assert stats.token_keys.shape == (2, features.shape[-1] // 4, 96 // 4)
 
 
-def test_stats_of_an_unmasked_encoder_equal_the_full_reduction(batch):
+def test_stats_of_an_unmasked_encoder_equal_the_full_reduction(batch, band):
     """Encoders that attend padded frames (GLM-ASR, Voxtral, Kimi): the softmax runs over the whole window."""
     transformers = pytest.importorskip("transformers")
     if not hasattr(transformers, "GlmAsrForConditionalGeneration"):
@@ -119,6 +126,25 @@ def test_stats_of_an_unmasked_encoder_equal_the_full_reduction(batch):
     tokens = adapter.encode(batch, attention=True)
     stats = tokens.attention.stats(tokens.lengths, frames_per_token=4)
     expected = samp.attention_stats(tokens.attention.full().probabilities, tokens.lengths, 4)
+    valid = torch.arange(stats.received_attention.shape[1])[None] < tokens.lengths[:, None]
+    torch.testing.assert_close(stats.received_attention[valid], expected.received_attention[valid], atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(stats.self_attention[valid], expected.self_attention[valid], atol=1e-7, rtol=1e-6)
+
+
+def test_stats_of_a_windowed_encoder_equal_the_full_reduction(batch, band):
+    """Query-key pair masks (Qwen3-ASR attends within windows): the softmax runs over each query's window."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "Qwen3ASRForConditionalGeneration"):
+        pytest.skip(f"transformers {transformers.__version__} has no Qwen3ASRForConditionalGeneration")
+    from samp.models.tiny import tiny_qwen3_asr
+
+    adapter = adapter_for(*tiny_qwen3_asr())
+    tokens = adapter.encode(batch, attention=True)
+    assert tokens.attention.key_padding_mask.dim() == 3
+    p = tokens.frames_per_token
+    stats = tokens.attention.stats(tokens.lengths, frames_per_token=p, tokens=tokens.features.shape[1])
+    probabilities = tokens.attention.full(frames=p * tokens.features.shape[1]).probabilities
+    expected = samp.attention_stats(probabilities, tokens.lengths, p)
     valid = torch.arange(stats.received_attention.shape[1])[None] < tokens.lengths[:, None]
     torch.testing.assert_close(stats.received_attention[valid], expected.received_attention[valid], atol=1e-7, rtol=1e-6)
     torch.testing.assert_close(stats.self_attention[valid], expected.self_attention[valid], atol=1e-7, rtol=1e-6)

@@ -53,11 +53,14 @@ class KeptAudio:
 
 
 def first_members(assignment: torch.Tensor, slots: int) -> torch.Tensor:
-    """For an ``[N]`` assignment (slot per input token, -1 if dropped): the first input token of each slot."""
-    kept = assignment >= 0
-    index = torch.arange(assignment.shape[0], device=assignment.device)
-    first = torch.full((slots,), assignment.shape[0], dtype=torch.long, device=assignment.device)
-    return first.scatter_reduce(0, assignment[kept], index[kept], reduce="amin").cpu()
+    """For a ``[B, N]`` assignment (slot per input token, -1 if dropped): ``[B, slots]``, the first input token of
+    each slot (``N`` where a slot has none). Whole-batch operations only: nothing is read back."""
+    batch, n = assignment.shape
+    index = torch.arange(n, device=assignment.device).expand(batch, n)
+    first = torch.full((batch, slots + 1), n, dtype=torch.long, device=assignment.device)
+    # dropped tokens go to the extra last column, which is cut off
+    target = torch.where(assignment >= 0, assignment, slots)
+    return first.scatter_reduce(1, target, index, reduce="amin")[:, :slots]
 
 
 @dataclass(frozen=True)
@@ -296,10 +299,10 @@ class Adapter:
             out = samp.compress(tokens.features, tokens.lengths, method=method, keep_ratio=keep_ratio,
                                 threshold=threshold, attention=stats, frames_per_token=tokens.frames_per_token,
                                 seed=seed)
-            counts = out.lengths.tolist()
-            rows = tuple(out.features[b, :k] for b, k in enumerate(counts))
-            return KeptAudio(rows=rows, positions=tuple(first_members(out.assignment[b], k)
-                                                        for b, k in enumerate(counts)))
+            counts = out.lengths.tolist()  # the output sizes: the one read of the kept counts
+            positions = first_members(out.assignment, max(counts)).cpu()
+            return KeptAudio(rows=tuple(out.features[b, :k] for b, k in enumerate(counts)),
+                             positions=tuple(positions[b, :k] for b, k in enumerate(counts)))
         full = captured.full(frames=tokens.frames_per_token * tokens.features.shape[1]) if captured is not None else None
         results = reference.reference_rows(
             tokens.features, tokens.lengths, method=method, keep_ratio=keep_ratio, threshold=threshold,
