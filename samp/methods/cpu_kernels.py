@@ -32,25 +32,32 @@ def _dots64(a, b):
 
 
 @njit(**_JIT)
-def similarity_groups(rows, threshold, norm_eps):
-    """Greedy left-to-right grouping of ``rows`` ``[n, C]`` float32: token ``j`` joins the open group when its mean
-    cosine to all current members is at least ``threshold``. Returns ``starts`` (bool ``[n]``) and ``join_scores``
-    (float64 ``[n]``, NaN for starts).
+def group_and_merge(rows, threshold, norm_eps, raw_weights, self_attention):
+    """Samp's grouping of one utterance, and its merged tokens, in one pass over ``rows`` ``[n, C]`` float32.
 
-    The mean cosine to the members is ``(Σ unit rows of the group) · unit(j) / size``: a running float32 sum of
-    the open group's unit rows makes each step one pass over row ``j`` (its norm and that dot product together),
-    and the N×N similarity matrix is never built."""
+    Token ``j`` joins the open group when its mean cosine to all current members is at least ``threshold``: that
+    mean is ``(Σ unit rows of the group) · unit(j) / size``, so a running float32 sum of the open group's unit rows
+    makes each step one pass over row ``j`` (its norm and that dot product together), and the N×N similarity
+    matrix is never built. As each group closes its members are still in cache, and its merged token is formed:
+    the mean of its rows weighted by ``raw_weights`` clamped at 0 and normalised inside the group (evenly when they
+    are all 0), and its mean ``self_attention``.
+
+    Returns ``starts`` (bool ``[n]``), ``join_scores`` (float64 ``[n]``, NaN for starts), the merged rows
+    ``[groups, C]`` and their mean self-attention ``[groups]``.
+    """
     n, channels = rows.shape
     starts = np.zeros(n, dtype=np.bool_)
     join_scores = np.full(n, np.nan)
+    merged = np.empty((n, channels), dtype=np.float32)
+    relevance = np.empty(n, dtype=np.float32)
     if n == 0:
-        return starts, join_scores
+        return starts, join_scores, merged, relevance
     starts[0] = True
     group_sum = np.empty(channels, dtype=np.float32)
     # a zero row has cosine 0 with everything
     square, _ = _dots64(rows[0], rows[0])
     inverse_previous = np.float32(1.0) / max(np.float32(np.sqrt(square)), np.float32(norm_eps))
-    size = 1
+    size, opened, groups = 1, 0, 0
     for j in range(1, n):
         square, product = _dots64(rows[j - 1] if size == 1 else group_sum, rows[j])
         inverse = np.float32(1.0) / max(np.float32(np.sqrt(square)), np.float32(norm_eps))
@@ -68,10 +75,34 @@ def similarity_groups(rows, threshold, norm_eps):
             size += 1
             join_scores[j] = score
         else:
+            relevance[groups] = _merge_run(rows, raw_weights, self_attention, opened, j, merged[groups])
+            groups += 1
             starts[j] = True
-            size = 1
+            size, opened = 1, j
         inverse_previous = inverse
-    return starts, join_scores
+    relevance[groups] = _merge_run(rows, raw_weights, self_attention, opened, n, merged[groups])
+    groups += 1
+    return starts, join_scores, merged[:groups], relevance[:groups]
+
+
+@njit(**_JIT)
+def _merge_run(rows, raw_weights, self_attention, start, stop, out):
+    """Writes the weighted mean of ``rows[start:stop]`` into ``out``; returns their mean self-attention."""
+    total = np.float32(0.0)
+    attention = np.float32(0.0)
+    for t in range(start, stop):
+        total += max(raw_weights[t], np.float32(0.0))
+        attention += self_attention[t]
+    members = np.float32(stop - start)
+    for t in range(start, stop):
+        weight = max(raw_weights[t], np.float32(0.0)) / total if total > 0 else np.float32(1.0) / members
+        if t == start:
+            for k in range(out.shape[0]):
+                out[k] = weight * rows[t, k]
+        else:
+            for k in range(out.shape[0]):
+                out[k] += weight * rows[t, k]
+    return attention / members
 
 
 @njit(**_JIT)
@@ -157,24 +188,3 @@ def weighted_rows(features, ids, weights, out):
         if not touched[s]:
             out[s] = 0.0
 
-
-@njit(**_JIT)
-def merge_groups(rows, ids, raw_weights, self_attention, groups):
-    """Samp's merged tokens of one utterance: ``rows`` ``[n, C]`` float32, ``ids`` ``[n]`` group per token (0 …
-    ``groups`` − 1). Returns each group's weighted mean ``[groups, C]`` (weights: ``raw_weights`` clamped at 0,
-    normalised inside the group; even when they are all 0) and its mean ``self_attention`` ``[groups]``."""
-    n = ids.shape[0]
-    totals = np.zeros(groups, dtype=np.float32)
-    members = np.zeros(groups, dtype=np.float32)
-    attention = np.zeros(groups, dtype=np.float32)
-    for t in range(n):
-        totals[ids[t]] += max(raw_weights[t], np.float32(0.0))
-        members[ids[t]] += np.float32(1.0)
-        attention[ids[t]] += self_attention[t]
-    weights = np.empty(n, dtype=np.float32)
-    for t in range(n):
-        g = ids[t]
-        weights[t] = max(raw_weights[t], np.float32(0.0)) / totals[g] if totals[g] > 0 else np.float32(1.0) / members[g]
-    merged = np.empty((groups, rows.shape[1]), dtype=np.float32)
-    weighted_rows(rows, ids, weights, merged)
-    return merged, attention / members

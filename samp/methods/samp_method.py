@@ -27,9 +27,13 @@ def similarity_groups(rows: np.ndarray, threshold: float) -> tuple[np.ndarray, n
     Token ``j`` joins the open group when its mean cosine to *all* current members is at least ``threshold``.
     Returns ``starts`` (bool ``[n]``: token opens a group) and ``join_scores`` (the mean cosine each joining
     token passed with; NaN for group starts). The decision for ``j`` depends on the groups before it, so this is
-    a compiled loop over tokens (:func:`samp.methods.cpu_kernels.similarity_groups`).
+    a compiled loop over tokens (:func:`samp.methods.cpu_kernels.group_and_merge`, which :func:`samp` calls to
+    get the merged tokens in the same pass).
     """
-    return cpu_kernels.similarity_groups(np.ascontiguousarray(rows, dtype=np.float32), float(threshold), NORM_EPS)
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    zeros = np.zeros(rows.shape[0], dtype=np.float32)
+    starts, join_scores, _, _ = cpu_kernels.group_and_merge(rows, float(threshold), NORM_EPS, zeros, zeros)
+    return starts, join_scores
 
 
 def samp(batch: Batch) -> Plan:
@@ -52,7 +56,8 @@ def samp(batch: Batch) -> Plan:
     slots = np.full(batch.valid.shape, -1, dtype=np.int64)
     for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         rows = np.ascontiguousarray(features[b, :length])
-        starts, scores = similarity_groups(rows, batch.threshold)
+        starts, scores, merged, relevance = cpu_kernels.group_and_merge(
+            rows, float(batch.threshold), NORM_EPS, received[b, :length], self_attention[b, :length])
         shortfall = count - int(starts.sum())
         if shortfall > 0:
             # lowest join scores first (group starts score +inf); a stable sort gives ties to the earlier token
@@ -62,8 +67,7 @@ def samp(batch: Batch) -> Plan:
         groups = int(ids[-1]) + 1
         keep = np.ones(groups, dtype=bool)
         if groups > count:
-            merged, relevance = cpu_kernels.merge_groups(rows, ids, received[b, :length],
-                                                         self_attention[b, :length], groups)
+            # the groups are the grouping's own (no join was undone), so its merged tokens are theirs
             kernel, diag = dpp_kernel(torch.from_numpy(merged), torch.from_numpy(relevance))
             keep[:] = False
             keep[cpu_kernels.greedy_dpp_picks(kernel, diag, count)] = True
