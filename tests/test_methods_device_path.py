@@ -86,7 +86,7 @@ def test_at_most_one_host_sync_per_compress(method, as_list):
 
 
 def test_counter_sees_what_a_gpu_would_wait_for():
-    """The counter is not vacuous: the CPU path's reads (numpy greedy loops, int() per pick) are counted."""
+    """The counter is not vacuous: the CPU path's reads (its arrays handed to compiled loops) are counted."""
     data = build_inputs(seed=5, batch=2, n=24, channels=8, lengths=[24, 9])
     with HostSyncCounter() as counts:
         run("samp", data, 0.5)
@@ -123,9 +123,9 @@ def test_device_path_errors_like_the_cpu_path():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_torch_greedy_loop_picks_what_the_numpy_loop_picks(seed):
+def test_torch_greedy_loop_picks_what_the_compiled_loop_picks(seed):
     """The greedy DPP loop itself, on kernels of utterances with different sizes and counts (spanned candidates
-    included: duplicated rows), torch against numpy."""
+    included: duplicated rows), torch against the CPU path's compiled loop."""
     from samp.methods.primitives import dpp_kernel, dpp_kernels_batched, greedy_dpp_items, greedy_picks_device
 
     g = torch.Generator().manual_seed(seed)

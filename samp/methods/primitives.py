@@ -128,7 +128,7 @@ def weighted_sum(features: torch.Tensor, ids: torch.Tensor, weights: torch.Tenso
 
     On a CPU, one compiled pass per utterance over its kept rows: unlike scaling the features first and summing, it
     makes no weighted copy of the input, whose fresh pages cost more than the sums (a sparse ``[S, N]`` by ``[N, C]``
-    product, the previous way, took 2.5× as long at N = 750, C = 4096).
+    product, the way before, took 2.5× as long at N = 750, C = 4096).
     """
     if on_device(features):
         # Sparse products need the kept tokens' indices on the host; one scatter-add of weighted rows does not.
@@ -242,8 +242,9 @@ def with_exact_diagonal(kernels: torch.Tensor, diags: torch.Tensor) -> tuple[tor
 
 def greedy_picks_device(kernels: torch.Tensor, diags: torch.Tensor, valid: torch.Tensor, steps: int) -> torch.Tensor:
     """The greedy loop of :func:`greedy_dpp_items` in torch on the kernels' device: ``[B, steps]`` picks in pick order
-    (entries past an utterance's count are meaningless). Same arithmetic as the numpy loop, operation for
-    operation, so CPU picks agree with it wherever round-off does not decide them.
+    (entries past an utterance's count are meaningless). The arithmetic of the CPU path's compiled loop
+    (:func:`samp.methods.cpu_kernels.greedy_dpp_picks`) but for the order of additions, so the picks agree with it
+    wherever round-off does not decide them.
 
     The T steps stay sequential (each pick depends on the residuals the previous one left); each is a fixed handful
     of whole-batch kernels (O(B·t·M) work for step t) and nothing is read back, so the launches queue ahead of the
