@@ -4,7 +4,8 @@
     N×N×C similarity product timed in the same run, interleaved (CPU). CI runs three cases; the full grid is
     ``slow`` and runs only when a marker expression names it (``-m slow``).
 (b) on the committed tiny speech LLM, the compress stage's time as a share of the prefill's, at batch 1 and 16
-    (CPU; recorded, not gated: the tiny model's prefill is a few milliseconds, so the shares move with the load).
+    (CPU; recorded; samp's share at batch 16 is gated loosely, at SHARE_BUDGET: the tiny model's prefill is a few
+    milliseconds, so the shares move with the load).
 (c) ``gpu``: every method at Qwen2-Audio size (N = 750, C = 4096, bf16) on CUDA with synchronised timers, against
     the prefill of a bf16 stack of stock Qwen2 decoder layers of Qwen2-7B width (random weights; a few layers
     timed, scaled to the 28 of the real model), uncompressed and at the kept length.
@@ -20,7 +21,7 @@ import torch
 
 import samp
 from samp.bench.syncs import HostSyncCounter
-from samp.bench.timers import fastest_seconds, synced
+from samp.bench.timers import fastest_seconds, ratio_to_baseline, synced
 from samp.methods.primitives import unit_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,10 @@ def test_compress_cost_per_utterance(benchmark, grid_inputs, n, batch, method):
 MODEL_DIR = ROOT / "fixtures" / "speech_tiny" / "model"
 MANIFEST = ROOT / "fixtures" / "speech_tiny" / "test" / "manifest.jsonl"
 SHARE_ROUNDS = 5
+# samp's compress stage over the prefill of its compressed prompt, batch 16. Issue 15's target is 0.25: measured
+# 0.21–0.23 with the compiled CPU loops and per-batch statistics (0.48–0.64 before), so 0.35 passes a loaded box and
+# fails a return of the per-utterance, per-head Python work.
+SHARE_BUDGET = 0.35
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +167,10 @@ def test_compress_share_of_prefill_on_speech_tiny(benchmark, speech_tiny_batches
         share_of_own_prefill={m: seconds[f"compress:{m}"] / kept_prefill[m] for m in METHODS},
         share_of_uncompressed_prefill={m: seconds[f"compress:{m}"] / prefill_full for m in METHODS},
     )
+    if batch == 16:
+        share = ratio_to_baseline(runs["compress:samp"], runs["prefill:samp"], rounds=SHARE_ROUNDS, budget=SHARE_BUDGET)
+        benchmark.extra_info.update(samp_share_gated=share, share_budget=SHARE_BUDGET)
+        assert share <= SHARE_BUDGET, f"samp's compress stage took {share:.2f}× its prefill (budget {SHARE_BUDGET}×)"
 
 
 # (c) --------------------------------------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from samp.methods.primitives import unit_rows
 
 N, C, HEADS, P, KEY_DIM = 750, 4096, 20, 2, 64
 KEEP_RATIO, THRESHOLD = 0.6, 0.85
-# Samp with precomputed attention statistics, as a ratio to one similarity matmul (the reference: ~5×). The ratio
-# depends on the CPU's balance of FLOPs to memory bandwidth: 0.61–0.98× on the machine this budget was first set on
-# (1.0×), 1.22–1.29× on an idle AVX-512 Xeon whose single-thread matmul runs at ~160 GFLOP/s (about twice as fast
-# relative to samp's memory-bound merging and per-step DPP work). 1.5× holds on both and still fails a real
-# regression (the reference's algorithm, a dense N×N similarity per step, ...); issue 15's target is 0.5×.
-SAMP_BUDGET = 1.5
+# Samp with precomputed attention statistics, as a ratio to one similarity matmul (the reference: ~5×). Issue 15's
+# target is 0.5×: with compiled loops and the DPP kernel as a BLAS syrk, samp measures 0.47–0.52× on an AVX-512
+# Xeon whose single-thread matmul runs at ~160 GFLOP/s (1.1–1.3× before). The ratio moves with the CPU's balance of
+# FLOPs to memory bandwidth (the grouping and merging are memory-bound), so the gate leaves room for other CPUs and
+# a loaded box; it still fails a real regression (the code before, a numpy call loop per DPP step, measured 1.1×+).
+SAMP_BUDGET = 0.75
 BATCHED_BUDGET = 1.3  # a batch of 8 against a loop of eight single calls (see the test)
 # Selection FLOPs by the spec's cost formulas (spec/new-methods.md), where it states one: recorded beside the time.
 KEPT = samp.keep_count(N, KEEP_RATIO)
@@ -133,10 +133,9 @@ def test_batched_costs_no_more_per_utterance_than_a_loop(benchmark):
     benchmark.pedantic(batched, rounds=3, iterations=1, warmup_rounds=1)
     if benchmark.disabled:
         return
-    # One greedy DPP loop for the whole batch saves Python steps, but the batch's 59 MB output costs fresh pages that
-    # the loop's small outputs do not: 0.72–0.99× on the machine this gate was first set on, 0.91–1.25× (best of
-    # three trials ≈ 1.1×) on an idle AVX-512 Xeon, before and after the device-path work alike. The gate catches a
-    # batch path that costs materially more than the loop (a per-pair or per-utterance blow-up), not the fresh pages.
+    # Both do the same per-utterance compiled work; the batch's 59 MB output costs fresh pages that the loop's small
+    # outputs may not (0.91–1.25× on an idle AVX-512 Xeon with the numpy loops before). The gate catches a batch
+    # path that costs materially more than the loop (a per-pair or per-utterance blow-up), not the fresh pages.
     ratio = ratio_to_baseline(batched, looped, rounds=3, budget=BATCHED_BUDGET)
     benchmark.extra_info.update(batched_to_loop_ratio=ratio)
     assert ratio <= BATCHED_BUDGET, f"batched took {ratio:.2f}× the loop of eight single-utterance calls"
