@@ -409,8 +409,9 @@ class Adapter:
         batch, width = inputs.input_ids.shape
         first = kept_rows[0]
         rows = torch.zeros(batch, width, first.shape[-1], dtype=first.dtype, device=first.device)
-        for b, utterance_rows in enumerate(kept_rows):
-            rows[b, inputs.audio_rows[b].to(first.device)] = utterance_rows
+        # positions from the host-built mask, one scatter for the batch: no per-utterance read-back on a GPU
+        utterance, position = inputs.audio_rows.cpu().nonzero(as_tuple=True)
+        rows[utterance.to(first.device), position.to(first.device)] = torch.cat(list(kept_rows))
         return rows.to(embedding.weight.dtype)
 
     def _generate_pruned(self, inputs: PromptInputs, rows: torch.Tensor, generate_kwargs: dict, hooks):
