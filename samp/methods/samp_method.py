@@ -53,7 +53,8 @@ def samp(batch: Batch) -> Plan:
     features = batch.features.detach().numpy()
     received = batch.received.detach().float().numpy()
     self_attention = batch.self_attention.detach().float().numpy()
-    slots = np.full(batch.valid.shape, -1, dtype=np.int64)
+    ids = np.full(batch.valid.shape, -1, dtype=np.int64)  # group of each token, -1 on padding
+    keep = np.zeros(batch.valid.shape, dtype=bool)  # kept groups (at most N per utterance)
     for b, (length, count) in enumerate(zip(batch.host_lengths, batch.host_counts)):
         rows = np.ascontiguousarray(features[b, :length])
         starts, scores, merged, relevance = cpu_kernels.group_and_merge(
@@ -63,17 +64,18 @@ def samp(batch: Batch) -> Plan:
             # lowest join scores first (group starts score +inf); a stable sort gives ties to the earlier token
             weakest = np.argsort(np.nan_to_num(scores, nan=np.inf), kind="stable")[:shortfall]
             starts[weakest] = True
-        ids = np.cumsum(starts) - 1
-        groups = int(ids[-1]) + 1
-        keep = np.ones(groups, dtype=bool)
+        np.cumsum(starts, out=ids[b, :length])
+        ids[b, :length] -= 1
+        groups = int(ids[b, length - 1]) + 1
         if groups > count:
             # the groups are the grouping's own (no join was undone), so its merged tokens are theirs
             kernel, diag = dpp_kernel(torch.from_numpy(merged), torch.from_numpy(relevance))
-            keep[:] = False
-            keep[cpu_kernels.greedy_dpp_picks(kernel, diag, count)] = True
-        group_slot = np.where(keep, np.cumsum(keep) - 1, -1)
-        slots[b, :length] = group_slot[ids]
-    return Plan(slots=torch.from_numpy(slots).to(batch.features.device), weights=batch.received)
+            keep[b, cpu_kernels.greedy_dpp_picks(kernel, diag, count)] = True
+        else:
+            keep[b, :groups] = True
+    device = batch.features.device
+    return Plan(slots=slots_from_groups(torch.from_numpy(ids).to(device), torch.from_numpy(keep).to(device)),
+                weights=batch.received)
 
 
 def similarity_groups_device(cosine: torch.Tensor, valid: torch.Tensor, threshold: float) -> tuple[torch.Tensor,
